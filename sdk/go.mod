@@ -1,0 +1,3 @@
+module github.com/qubesgo/qubesd/sdk
+
+go 1.26
