@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/qerr"
@@ -175,12 +176,46 @@ func ParseInt(s string) (int, error) {
 	return n, nil
 }
 
-// PyRepr quotes s the way the reference's messages do ('value').
+// PyRepr quotes s as Python's repr() does, which is how the reference's
+// messages show values: single quotes unless s contains a single quote and
+// no double quote; backslashes, quotes and control characters escaped.
 func PyRepr(s string) string {
-	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
-		return `"` + s + `"`
+	q := byte('\'')
+	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
+		q = '"'
 	}
-	return "'" + strings.ReplaceAll(s, "'", `\'`) + "'"
+	var b strings.Builder
+	b.WriteByte(q)
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == rune(q):
+			b.WriteByte('\\')
+			b.WriteByte(q)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r >= 0x80 && !unicode.IsPrint(r):
+			switch {
+			case r <= 0xff:
+				fmt.Fprintf(&b, `\x%02x`, r)
+			case r <= 0xffff:
+				fmt.Fprintf(&b, `\u%04x`, r)
+			default:
+				fmt.Fprintf(&b, `\U%08x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte(q)
+	return b.String()
 }
 
 // Table is the set of properties of one class, with O(1) lookup by name and
