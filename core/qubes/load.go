@@ -98,16 +98,7 @@ func Load(doc *store.Document, opts Options) (*App, *LoadReport, error) {
 		loaded = append(loaded, pending{q, rec})
 	}
 	if a.AdminVM() == nil {
-		black, _ := a.Label("black")
-		if black == nil {
-			black = a.labels[len(a.labels)-1]
-		}
-		q := newQube(a, AdminVMClass)
-		d, _ := q.Table().Lookup("label")
-		q.Store(d, black)
-		q.cacheIdentity()
-		q.xmlID = "domain-0"
-		_ = a.insert(q)
+		a.addAdminVM()
 		rep.Repairs = append(rep.Repairs, "the store had no AdminVM; dom0 was added")
 	}
 

@@ -23,14 +23,23 @@ func NewSystem(opts Options) *App {
 	}
 	d, _ := a.Table().Lookup("default_pool_kernel")
 	a.Store(d, "linux-kernel")
-	black, _ := a.Label("black")
+	a.addAdminVM().eventsEnabled = true
+	a.eventsEnabled = true
+	return a
+}
+
+// addAdminVM adds dom0 with the label black (or the last label when there
+// is no black one), as a store without one gets.
+func (a *App) addAdminVM() *Qube {
+	label, _ := a.Label("black")
+	if label == nil {
+		label = a.labels[len(a.labels)-1]
+	}
 	dom0 := newQube(a, AdminVMClass)
-	ld, _ := dom0.Table().Lookup("label")
-	dom0.Store(ld, black)
+	d, _ := dom0.Table().Lookup("label")
+	dom0.Store(d, label)
 	dom0.cacheIdentity()
 	dom0.xmlID = "domain-0"
 	_ = a.insert(dom0)
-	dom0.eventsEnabled = true
-	a.eventsEnabled = true
-	return a
+	return dom0
 }
