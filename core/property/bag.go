@@ -108,15 +108,9 @@ func (b *Bag) Set(d *Descriptor, v any) error {
 	return b.owner.FireEvent("property-set:"+d.Name, false, kw...)
 }
 
-// SetText parses text and then behaves as Set.
+// SetText parses text and then behaves as Set. As in the reference, text
+// that does not parse is reported before write-once and read-only refusals.
 func (b *Bag) SetText(d *Descriptor, text string) error {
-	if err := b.checkWriteOnce(d); err != nil {
-		return err
-	}
-	if d.ReadOnly {
-		_, err := b.validate(d, nil)
-		return err
-	}
 	v, err := d.ParseText(b.owner, text)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ package property
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,12 +170,19 @@ func ParseBool(s string) (bool, error) {
 // ParseInt parses a decimal integer, allowing surrounding whitespace and a
 // sign as the reference does.
 func ParseInt(s string) (int, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "_") && pyIntUnderscores.MatchString(s) {
+		s = strings.ReplaceAll(s, "_", "")
+	}
+	n, err := strconv.Atoi(s)
 	if err != nil {
 		return 0, qerr.New(qerr.ValueError, "Failed to parse property value as int")
 	}
 	return n, nil
 }
+
+// pyIntUnderscores matches the digit grouping Python's int() accepts.
+var pyIntUnderscores = regexp.MustCompile(`\A[+-]?[0-9]+(_[0-9]+)+\z`)
 
 // PyRepr quotes s as Python's repr() does, which is how the reference's
 // messages show values: single quotes unless s contains a single quote and

@@ -793,7 +793,6 @@ func TestReadOnly(t *testing.T) {
 		{"Set", func() error { return h.Set(d, 5) }},
 		{"Set nil", func() error { return h.Set(d, nil) }},
 		{"SetText", func() error { return h.SetText(d, "5") }},
-		{"SetText unparsable", func() error { return h.SetText(d, "five") }},
 		{"Load", func() error { return h.Load(d, "5") }},
 		{"Load unparsable", func() error { return h.Load(d, "five") }},
 	}
@@ -1234,4 +1233,17 @@ func (h *busHolder) ClassName() string     { return "AppVM" }
 func (h *busHolder) FireEvent(name string, pre bool, kwargs ...events.KV) error {
 	_, err := h.bus.Fire(h, name, pre, kwargs...)
 	return err
+}
+
+// As in the reference, text that does not parse is reported before the
+// property's read-only or write-once refusal.
+func TestSetTextParsesFirst(t *testing.T) {
+	h := newHolder()
+	d := &property.Descriptor{Name: "xid", Type: property.Int, ReadOnly: true}
+	h.Init(h, property.NewTable(d))
+	d, _ = h.Table().Lookup("xid")
+	err := h.SetText(d, "five")
+	if qerr.KindOf(err) != qerr.ValueError || err.Error() != "Failed to parse property value as int" {
+		t.Fatalf("SetText of unparsable text on a read-only property: %v", err)
+	}
 }
