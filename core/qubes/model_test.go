@@ -467,3 +467,45 @@ func TestNewSystem(t *testing.T) {
 		t.Fatal("reloading a new system lost dom0")
 	}
 }
+
+// TestLegacyMigrations loads settings of older qubes.xml files: hvm becomes
+// virt_mode, dispvm_allowed becomes template_for_dispvms, default_fw_netvm
+// is dropped (network providers that followed it keep it explicitly).
+func TestLegacyMigrations(t *testing.T) {
+	raw, err := os.ReadFile(fixturePath(t, "qubes-n10.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := testDataDir(t)
+	s := strings.ReplaceAll(string(raw), refDataDir, dir)
+	s = strings.Replace(s, `<property name="name">vm0001</property>`, `<property name="hvm">True</property>`+"\n        "+`<property name="name">vm0001</property>`, 1)
+	s = strings.Replace(s, `<property name="name">vm0002</property>`, `<property name="dispvm_allowed">True</property>`+"\n        "+`<property name="hvm">False</property>`+"\n        "+`<property name="name">vm0002</property>`, 1)
+	s = strings.Replace(s, `<property name="name">vm0003</property>`, `<property name="name">vm0003</property>`+"\n        "+`<property name="provides_network">True</property>`, 1)
+	s = strings.Replace(s, `<property name="default_kernel">`, `<property name="default_fw_netvm">sys-net</property>`+"\n    "+`<property name="default_kernel">`, 1)
+	doc, err := store.Decode([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, rep, err := Load(doc, testOptions(dir))
+	if err != nil || len(rep.Quarantined) > 0 {
+		t.Fatalf("load: %v, quarantined %v", err, rep.Quarantined)
+	}
+	for _, tc := range []struct{ qube, prop, want string }{
+		{"vm0001", "virt_mode", "hvm"},
+		{"vm0002", "virt_mode", "pv"},
+		{"vm0002", "template_for_dispvms", "True"},
+		{"vm0003", "netvm", "sys-net"},      // a provider that followed default_fw_netvm
+		{"vm0004", "netvm", "sys-firewall"}, // a plain qube still follows default_netvm
+	} {
+		if got := text(t, qube(t, a, tc.qube), tc.prop); got != tc.want {
+			t.Errorf("%s %s = %s, want %s", tc.qube, tc.prop, got, tc.want)
+		}
+	}
+	d, _ := a.Snapshot()
+	out := string(store.Encode(d))
+	for _, gone := range []string{`"hvm"`, `"dispvm_allowed"`, `"default_fw_netvm"`} {
+		if strings.Contains(out, gone) {
+			t.Errorf("saved store still has %s", gone)
+		}
+	}
+}
