@@ -83,17 +83,19 @@ func (f *Features) SetBool(name string, v bool) error {
 
 // Delete removes a feature, firing domain-feature-pre-delete:NAME (which may
 // veto) and domain-feature-delete:NAME with kwarg feature.
+//
+// As in the reference, the pre-event fires before the feature is looked up,
+// so watchers see an attempt to delete a feature that is not set.
 func (f *Features) Delete(name string) error {
-	if f.find(name) < 0 {
-		return f.notFound(name)
-	}
 	kw := events.KV{Key: "feature", Value: name}
 	if err := f.q.FireEvent("domain-feature-pre-delete:"+name, true, kw); err != nil {
 		return err
 	}
-	if i := f.find(name); i >= 0 {
-		f.list = slices.Delete(f.list, i, i+1)
+	i := f.find(name)
+	if i < 0 {
+		return f.notFound(name)
 	}
+	f.list = slices.Delete(f.list, i, i+1)
 	return f.q.FireEvent("domain-feature-delete:"+name, false, kw)
 }
 

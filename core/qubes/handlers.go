@@ -28,6 +28,9 @@ func subject(e *events.Event) *Qube {
 }
 
 func (a *App) registerCoreHandlers() {
+	a.registerRemovalRules()
+	a.registerGUITags()
+
 	onQube := func(pattern string, h func(q *Qube, e *events.Event) error) {
 		a.bus.Subscribe(pattern, events.Core, func(e *events.Event) error {
 			if q := subject(e); q != nil {
@@ -268,6 +271,56 @@ func (a *App) registerCoreHandlers() {
 	}
 	onApp("property-set:default_dispvm", dispvmChanged)
 	onApp("property-reset:default_dispvm", dispvmChanged)
+}
+
+// registerRemovalRules refuses domain-pre-delete while the qube is in use.
+func (a *App) registerRemovalRules() {
+	a.bus.Subscribe("domain-pre-delete", events.Core, func(e *events.Event) error {
+		if e.Subject != nil {
+			return nil
+		}
+		q, _ := mustArg(e, "vm").(*Qube)
+		if q == nil {
+			return nil
+		}
+		return a.refuseIfReferenced(q)
+	})
+}
+
+// GUI and audio: a qube carries the tags guivm-<name> and audiovm-<name> of
+// the qubes that provide its GUI and audio, which policies match on.
+func (a *App) registerGUITags() {
+	for _, p := range []string{"guivm", "audiovm"} {
+		prefix := p + "-"
+		update := func(e *events.Event) error {
+			q := subject(e)
+			if q == nil || !q.Has(p) {
+				return nil
+			}
+			if ov, ok := e.Arg("oldvalue"); ok {
+				if o, _ := ov.(*Qube); o != nil {
+					if err := q.Tags.Discard(prefix + o.name); err != nil {
+						return err
+					}
+				}
+			}
+			if n := q.vm(p); n != nil {
+				return q.Tags.Add(prefix + n.name)
+			}
+			return nil
+		}
+		a.bus.Subscribe("property-set:"+p, events.Core, update)
+		a.bus.Subscribe("property-reset:"+p, events.Core, update)
+	}
+}
+
+// initGUITags gives a new qube the tags of its GUI and audio qubes.
+func (q *Qube) initGUITags() {
+	for _, p := range []string{"guivm", "audiovm"} {
+		if n := q.vm(p); n != nil {
+			q.Tags.list = append(q.Tags.list, p+"-"+n.name)
+		}
+	}
 }
 
 func mustArg(e *events.Event, k string) any {

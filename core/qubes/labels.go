@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/qerr"
 )
 
@@ -150,7 +149,7 @@ func (a *App) CreateLabel(name, color string) (*Label, error) {
 	if err := a.addLabel(l); err != nil {
 		return nil, err
 	}
-	return l, a.FireEvent("label-add", false, events.KV{Key: "label", Value: l})
+	return l, nil
 }
 
 // RemoveLabel removes a user label that no qube uses.
@@ -171,16 +170,13 @@ func (a *App) RemoveLabel(name string) error {
 	if len(users) > 0 {
 		return qerr.New(qerr.LabelInUse, "Label is still in use: %s (by %s)", quote(name), strings.Join(users, ", "))
 	}
-	if err := a.FireEvent("label-pre-delete", true, events.KV{Key: "label", Value: l}); err != nil {
-		return err
-	}
 	for i, o := range a.labels {
 		if o == l {
 			a.labels = append(a.labels[:i], a.labels[i+1:]...)
 			break
 		}
 	}
-	return a.FireEvent("label-delete", false, events.KV{Key: "label", Value: l})
+	return nil
 }
 
 // quote renders a name as the reference's messages do ('name').

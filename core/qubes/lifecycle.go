@@ -61,6 +61,10 @@ type CreateOptions struct {
 	Template *Qube
 	// AutoCleanup makes a disposable remove itself when it stops.
 	AutoCleanup bool
+	// Pool puts every volume but the kernel's in this pool; Pools names
+	// the pool of single volumes (root, private, volatile, kernel).
+	Pool  string
+	Pools map[string]string
 }
 
 // Create adds a new qube and fires domain-add. It records the qube only:
@@ -141,13 +145,17 @@ func (a *App) Create(c *Class, opt CreateOptions) (*Qube, error) {
 	if c.kind == kindDisp {
 		q.inheritFromDispTemplate()
 	}
+	for _, p := range append([]string{opt.Pool}, mapValues(opt.Pools)...) {
+		if p != "" && !a.hasPool(p) {
+			return nil, qerr.New(qerr.Exception, "Unknown storage pool %s", p)
+		}
+	}
+	q.initVolumeConfig(opt.Pool, opt.Pools)
+	q.initGUITags()
 	if err := a.insert(q); err != nil {
 		return nil, err
 	}
 	q.eventsEnabled = true
-	if err := q.FireEvent("domain-init", false); err != nil {
-		return q, err
-	}
 	return q, a.FireEvent("domain-add", false, kw("vm", q))
 }
 
@@ -205,6 +213,17 @@ func (a *App) drop(q *Qube) {
 	a.sorted = nil
 }
 
+// refuseIfReferenced refuses to remove q while anything refers to it,
+// naming every reference.
+func (a *App) refuseIfReferenced(q *Qube) error {
+	system, qubes := a.References(q, nil, nil)
+	if refs := append(system, qubes...); len(refs) > 0 {
+		a.log.Error("refusing to remove a qube still in use", "qube", q.name, "used_by", joinRefs(refs))
+		return qerr.New(qerr.VMInUse, "Domain is in use: %s; used by: %s", quote(q.name), joinRefs(refs))
+	}
+	return nil
+}
+
 // Remove removes a qube from the model: refused for dom0, for qubes
 // installed by the package manager and for qubes anything still refers to
 // (domain-pre-delete names every reference). Fires domain-delete.
@@ -218,11 +237,12 @@ func (a *App) Remove(q *Qube) error {
 	if a.byName[q.name] != q {
 		return notFound(q.name)
 	}
-	system, qubes := a.References(q, nil, nil)
-	if refs := append(system, qubes...); len(refs) > 0 {
-		a.log.Error("refusing to remove a qube still in use", "qube", q.name, "used_by", joinRefs(refs))
-		return qerr.New(qerr.VMInUse, "Domain is in use: %s; used by: %s", quote(q.name), joinRefs(refs))
+	if !a.eventsEnabled {
+		if err := a.refuseIfReferenced(q); err != nil {
+			return err
+		}
 	}
+	// the core's domain-pre-delete handler refuses while q is referenced
 	if err := a.FireEvent("domain-pre-delete", true, kw("vm", q)); err != nil {
 		return err
 	}
@@ -235,4 +255,12 @@ func (a *App) Remove(q *Qube) error {
 	err := a.FireEvent("domain-delete", false, kw("vm", q))
 	q.eventsEnabled = false
 	return err
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }

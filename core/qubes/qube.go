@@ -1,6 +1,8 @@
 package qubes
 
 import (
+	"path/filepath"
+
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/store"
@@ -225,4 +227,14 @@ func (q *Qube) hasPCIAssigned() bool {
 		}
 	}
 	return false
+}
+
+// DirPath is the qube's directory in the data directory: vm-templates/<name>
+// for templates, appvms/<name> for the others.
+func (q *Qube) DirPath() string {
+	sub := "appvms"
+	if q.IsTemplate() {
+		sub = "vm-templates"
+	}
+	return filepath.Join(q.app.opts.DataDir, sub, q.name)
 }

@@ -1,0 +1,222 @@
+package api
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/qubesgo/qubesd/core/qerr"
+	"github.com/qubesgo/qubesd/core/qubes"
+)
+
+// Qubes as a whole: classes, the list, creation, removal, notes.
+// Formats: spec admin-api §2.1.
+
+func addVMMethods(t methodTable) {
+	t.add(
+		&Method{Name: "admin.vmclass.List", Dest: DestAdminVM, Scope: Global, Handle: func(c *Call) ([]byte, error) {
+			var names []string
+			for _, cl := range qubes.Classes() {
+				names = append(names, cl.Name)
+			}
+			return lines(names), nil
+		}},
+		&Method{Name: "admin.vm.List", Scope: Global, Handle: func(c *Call) ([]byte, error) {
+			list := []*qubes.Qube{c.Dest}
+			if c.Dest.IsAdminVM() {
+				list = c.App.Qubes()
+			}
+			var b strings.Builder
+			for _, q := range list {
+				b.WriteString(q.Name())
+				b.WriteString(" class=")
+				b.WriteString(q.ClassName())
+				b.WriteString(" state=")
+				b.WriteString(c.Server.opts.States.PowerState(q))
+				b.WriteString(" uuid=")
+				b.WriteString(q.UUID())
+				b.WriteByte('\n')
+			}
+			return []byte(b.String()), nil
+		}},
+		&Method{Name: "admin.vm.Remove", Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
+			if c.Dest.IsAdminVM() {
+				return nil, qerr.New(qerr.VMInUse, "'dom0' cannot be removed")
+			}
+			if s := c.Server.opts.States.PowerState(c.Dest); c.Dest.HasVM() && s != "Halted" {
+				return nil, qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", quoteRepr(c.Dest.Name()))
+			}
+			return nil, c.App.Remove(c.Dest)
+		}},
+		&Method{Name: "admin.vm.notes.Get", Dest: DestVM, Handle: func(c *Call) ([]byte, error) {
+			b, err := os.ReadFile(filepath.Join(c.Dest.DirPath(), "notes.txt"))
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, qerr.Wrap(qerr.Exception, err, "Failed to read notes file: %v", err)
+			}
+			return b, nil
+		}},
+		&Method{Name: "admin.vm.notes.Set", Dest: DestVM, Payload: Optional, Write: true, Handle: func(c *Call) ([]byte, error) {
+			if len(c.Payload) > 256000 {
+				return nil, qerr.New(qerr.ProtocolError, "Maximum note size is 256000 bytes (%d bytes received)", len(c.Payload))
+			}
+			if !utf8.Valid(c.Payload) {
+				return nil, qerr.New(qerr.ProtocolError, "Unable to sanitise qube notes: not valid UTF-8")
+			}
+			notes := strings.Map(func(r rune) rune {
+				if r == '\t' || r == '\n' || safeForDisplay(r) {
+					return r
+				}
+				return '_'
+			}, string(c.Payload))
+			dir := c.Dest.DirPath()
+			if err := os.MkdirAll(dir, 0o775); err != nil {
+				return nil, qerr.Wrap(qerr.Exception, err, "Failed to write notes file: %v", err)
+			}
+			if err := writeFileAtomic(filepath.Join(dir, "notes.txt"), []byte(notes)); err != nil {
+				return nil, qerr.Wrap(qerr.Exception, err, "Failed to write notes file: %v", err)
+			}
+			return nil, nil
+		}},
+	)
+	for _, cl := range qubes.Classes() {
+		cl := cl
+		t.add(
+			&Method{Name: "admin.vm.Create." + cl.Name, Dest: DestAdminVM, Arg: Optional, Payload: Optional, Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
+				return nil, createQube(c, cl, false)
+			}},
+			&Method{Name: "admin.vm.CreateInPool." + cl.Name, Dest: DestAdminVM, Arg: Optional, Payload: Optional, Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
+				return nil, createQube(c, cl, true)
+			}},
+		)
+	}
+}
+
+var createVolumes = []string{"root", "private", "volatile", "kernel"}
+
+// createQube parses "name=N label=L [pool=P | pool:VOL=P ...]" and creates
+// the qube, tagged created-by-<source>.
+func createQube(c *Call, cl *qubes.Class, allowPool bool) error {
+	var template *qubes.Qube
+	if c.Arg != "" {
+		if cl.Table() != nil {
+			if _, ok := cl.Table().Lookup("template"); !ok {
+				return qerr.New(qerr.ProtocolError, "%s cannot be based on template", cl.Name)
+			}
+		}
+	}
+	if !isASCII(string(c.Payload)) {
+		return qerr.New(qerr.ProtocolError, "Parameters contains non-ASCII characters")
+	}
+	opt := qubes.CreateOptions{Pools: map[string]string{}}
+	seen := map[string]bool{}
+	labelGiven, labelFound := false, false
+	for _, untrusted := range strings.Split(string(c.Payload), " ") {
+		key, value, ok := strings.Cut(untrusted, "=")
+		if !ok {
+			return qerr.New(qerr.ProtocolError, "Options must be key=value pairs separated by spaces, got %s", quoteRepr(untrusted))
+		}
+		if seen[key] {
+			if key == "pool" || strings.HasPrefix(key, "pool:") {
+				return qerr.New(qerr.ProtocolError, "Option %s must be unique", quoteRepr(key))
+			}
+			return qerr.New(qerr.ProtocolError, "Options must be unique")
+		}
+		seen[key] = true
+		switch {
+		case key == "name":
+			if err := qubes.ValidateName(value); err != nil {
+				return err
+			}
+			opt.Name = value
+		case key == "label":
+			if err := qubes.ValidateLabelName(value, true); err != nil {
+				return err
+			}
+			labelGiven = true
+			if l, err := c.App.Label(value); err == nil {
+				opt.Label, labelFound = l, true
+			}
+		case key == "pool" && allowPool:
+			opt.Pool = value
+		case strings.HasPrefix(key, "pool:") && allowPool:
+			vol := strings.TrimPrefix(key, "pool:")
+			if !contains(createVolumes, vol) {
+				return qerr.New(qerr.ProtocolError, "Volume must be one of: %s", strings.Join(createVolumes, ", "))
+			}
+			opt.Pools[vol] = value
+		case key == "pool" || strings.HasPrefix(key, "pool:"):
+			return qerr.New(qerr.ProtocolError, "Pool option specified but 'allow_pool' is False")
+		default:
+			return qerr.New(qerr.ProtocolError, "Options does not match: name, label, pool, pool:")
+		}
+	}
+	if opt.Name == "" {
+		return qerr.New(qerr.ProtocolError, "Creation requested without key: name")
+	}
+	if !labelGiven || !labelFound {
+		return qerr.New(qerr.ProtocolError, "Creation requested without key: label")
+	}
+	if opt.Pool != "" && len(opt.Pools) > 0 {
+		return qerr.New(qerr.ProtocolError, "Conflicting options specified: 'pool=', 'pool:volume='")
+	}
+	if _, err := c.App.Qube(opt.Name); err == nil {
+		return qerr.New(qerr.VMAlreadyExists, "Qube already exists: %s", opt.Name)
+	}
+	if c.Arg != "" {
+		var err error
+		if template, err = c.App.Qube(c.Arg); err != nil {
+			return err
+		}
+		opt.Template = template
+	}
+	q, err := c.App.Create(cl, opt)
+	if err != nil {
+		return err
+	}
+	return q.Tags.Add("created-by-" + c.Src.Name())
+}
+
+// safeForDisplay approximates libqubes-pure's check: printable characters
+// that are not format, private-use or unassigned code points.
+func safeForDisplay(r rune) bool {
+	if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
+		return false
+	}
+	return !unicode.In(r, unicode.Cf, unicode.Co, unicode.Cs)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+"~*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

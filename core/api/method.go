@@ -1,0 +1,98 @@
+package api
+
+import (
+	"context"
+	"sort"
+
+	"github.com/qubesgo/qubesd/core/qubes"
+)
+
+// DestRule says which destinations a method accepts.
+type DestRule uint8
+
+const (
+	DestAny     DestRule = iota // dom0 or a qube
+	DestAdminVM                 // dom0 only
+	DestVM                      // any qube but dom0
+)
+
+// Presence says whether a method takes an argument or a payload.
+type Presence uint8
+
+const (
+	Forbidden Presence = iota
+	Required
+	Optional
+)
+
+// Scope is the policy scope of a method: local methods act on their
+// destination, global ones on the whole system.
+type Scope uint8
+
+const (
+	Local Scope = iota
+	Global
+)
+
+// Method is one row of the method table. The same row drives dispatch,
+// argument and payload checks, locking and durability, and the
+// admin-permission event.
+type Method struct {
+	Name    string
+	Dest    DestRule
+	Arg     Presence
+	Payload Presence
+	// Write methods change the model: they run under the model's write lock
+	// and reply only once the change is durable.
+	Write bool
+	Scope Scope
+	// Handle answers a call with the body of a "0" reply.
+	Handle func(c *Call) ([]byte, error)
+	// Stream, for event streams, takes over the connection instead.
+	Stream func(ctx context.Context, c *Call, send func([]byte) error) error
+}
+
+// Call is one validated request on its way through a handler.
+type Call struct {
+	Server  *Server
+	App     *qubes.App
+	Method  *Method
+	Src     *qubes.Qube
+	Dest    *qubes.Qube
+	Arg     string
+	Payload []byte // untrusted: handlers validate before use
+}
+
+// methodTable holds every method by name.
+type methodTable map[string]*Method
+
+func (t methodTable) add(ms ...*Method) {
+	for _, m := range ms {
+		if _, dup := t[m.Name]; dup {
+			panic("api: method registered twice: " + m.Name)
+		}
+		t[m.Name] = m
+	}
+}
+
+// Names returns the method names, sorted.
+func (t methodTable) Names() []string {
+	names := make([]string, 0, len(t))
+	for n := range t {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// newMethodTable builds the table of every method the core serves.
+func newMethodTable() methodTable {
+	t := methodTable{}
+	addVMMethods(t)
+	addPropertyMethods(t)
+	addFeatureMethods(t)
+	addTagMethods(t)
+	addLabelMethods(t)
+	addEventMethods(t)
+	return t
+}

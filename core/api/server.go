@@ -1,0 +1,335 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qubesgo/qubesd/core/qerr"
+	"github.com/qubesgo/qubesd/core/qubes"
+)
+
+// Committer makes a model version durable (core/store.Committer).
+type Committer interface {
+	Commit(ctx context.Context, version uint64) error
+}
+
+// PowerStates tells the power state of qubes ("Halted", "Running", ...).
+// Until lifecycle management is wired in, StaticPowerStates is used.
+type PowerStates interface {
+	PowerState(q *qubes.Qube) string
+}
+
+// StaticPowerStates reports dom0 as Running and every other qube as Halted:
+// the truth for a system that starts no qubes.
+type StaticPowerStates struct{}
+
+// PowerState implements PowerStates.
+func (StaticPowerStates) PowerState(q *qubes.Qube) string {
+	if q.IsAdminVM() || q.IsRemote() {
+		return "Running"
+	}
+	return "Halted"
+}
+
+// Options configure a Server.
+type Options struct {
+	App       *qubes.App
+	Committer Committer // nil: changes stay in memory (tests)
+	States    PowerStates
+	Logger    hclog.Logger
+	// EventQueue is how many events an admin.Events subscriber may have
+	// waiting before it is cut off as too slow. Default 4096.
+	EventQueue int
+	// ReadTimeout bounds how long a client may take to send its request.
+	// Default 60 s.
+	ReadTimeout time.Duration
+}
+
+// Server answers Admin API requests.
+type Server struct {
+	opts    Options
+	app     *qubes.App
+	log     hclog.Logger
+	methods methodTable
+
+	ctx    context.Context // cancelled by Shutdown: ends event streams
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]bool
+	conns     sync.WaitGroup
+	closing   bool
+}
+
+// New returns a server for the model in o.App.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.States == nil {
+		o.States = StaticPowerStates{}
+	}
+	if o.EventQueue <= 0 {
+		o.EventQueue = 4096
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{opts: o, app: o.App, log: o.Logger, methods: newMethodTable(), ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{}}
+	registerPermissionRules(s.app)
+	return s
+}
+
+// Methods returns the names of every method served, sorted.
+func (s *Server) Methods() []string { return s.methods.Names() }
+
+// Serve accepts connections on l until Shutdown. It returns nil after a
+// Shutdown and the accept error otherwise.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("api: server is shut down")
+	}
+	s.listeners[l] = true
+	s.mu.Unlock()
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		s.conns.Add(1)
+		go func() {
+			defer s.conns.Done()
+			s.serveConn(conn)
+		}()
+	}
+}
+
+// Shutdown stops accepting, ends event streams and waits for calls in
+// flight to finish (or ctx to end).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("api: calls still running at shutdown: %w", ctx.Err())
+	}
+}
+
+func (s *Server) serveConn(conn net.Conn) {
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+	raw, err := io.ReadAll(io.LimitReader(conn, MaxRequest+1))
+	if err != nil {
+		s.log.Warn("reading request failed", "error", err)
+		_, _ = conn.Write(ErrorReply(qerr.New(qerr.ProtocolError, "reading the request failed: %v (send the request, then close the write side)", err)))
+		return
+	}
+	if len(raw) > MaxRequest {
+		_, _ = conn.Write(ErrorReply(qerr.New(qerr.ProtocolError, "request too long: more than %d bytes", MaxRequest)))
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	c, err := s.prepare(raw)
+	if err != nil {
+		s.logRefusal(raw, err)
+		_, _ = conn.Write(ErrorReply(err))
+		return
+	}
+	if c.Method.Stream != nil {
+		s.stream(conn, c)
+		return
+	}
+	_, _ = conn.Write(s.run(s.ctx, c))
+}
+
+// stream runs an event-stream method on its connection until the client
+// goes away, the stream ends it, or the server shuts down.
+func (s *Server) stream(conn net.Conn, c *Call) {
+	if err := s.app.Read(c.checkPermission); err != nil {
+		_, _ = conn.Write(ErrorReply(err))
+		return
+	}
+	err := c.Method.Stream(s.ctx, c, func(b []byte) error {
+		// a client that stops reading is cut off rather than held forever
+		_ = conn.SetWriteDeadline(time.Now().Add(s.opts.ReadTimeout))
+		_, err := conn.Write(b)
+		return err
+	})
+	if err != nil {
+		s.log.Debug("event stream ended", "method", c.Method.Name, "error", err)
+	}
+}
+
+// Call answers one request given as raw bytes. Event streams are refused:
+// they need a connection.
+func (s *Server) Call(ctx context.Context, raw []byte) []byte {
+	if len(raw) > MaxRequest {
+		return ErrorReply(qerr.New(qerr.ProtocolError, "request too long: more than %d bytes", MaxRequest))
+	}
+	c, err := s.prepare(raw)
+	if err != nil {
+		return ErrorReply(err)
+	}
+	if c.Method.Stream != nil {
+		return ErrorReply(qerr.New(qerr.ProtocolError, "%s is a stream: call it over a connection", c.Method.Name))
+	}
+	return s.run(ctx, c)
+}
+
+func (s *Server) logRefusal(raw []byte, err error) {
+	head := raw
+	if i := strings.IndexByte(string(raw), 0); i >= 0 {
+		head = raw[:i]
+	}
+	if len(head) > 200 {
+		head = head[:200]
+	}
+	s.log.Debug("request refused", "request", fmt.Sprintf("%q", head), "error", err)
+}
+
+// prepare validates a request in the reference's order: framing, source and
+// destination, argument, method, then the method's own rules.
+func (s *Server) prepare(raw []byte) (*Call, error) {
+	r, err := ParseRequest(raw)
+	if err != nil {
+		return nil, err
+	}
+	c := &Call{Server: s, App: s.app, Arg: r.Arg, Payload: r.Payload}
+	err = s.app.Read(func() error {
+		var err error
+		if c.Src, err = s.lookup(r.Src); err != nil {
+			return err
+		}
+		c.Dest, err = s.lookup(r.Dest)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !isASCII(r.Arg) {
+		return nil, qerr.New(qerr.ProtocolError, "the argument contains non-ASCII characters")
+	}
+	m, ok := s.methods[r.Method]
+	if !ok {
+		if !isASCII(r.Method) {
+			return nil, qerr.New(qerr.ProtocolError, "no such method: the method name contains non-ASCII characters")
+		}
+		return nil, qerr.New(qerr.ProtocolError, "no such method: %s", quoteRepr(r.Method))
+	}
+	c.Method = m
+	switch {
+	case m.Payload == Required && len(r.Payload) == 0:
+		return nil, qerr.New(qerr.ProtocolError, "expected payload")
+	case m.Payload == Forbidden && len(r.Payload) > 0:
+		return nil, qerr.New(qerr.ProtocolError, "unexpected payload")
+	case m.Arg == Required && r.Arg == "":
+		return nil, qerr.New(qerr.ProtocolError, "expected an argument")
+	case m.Arg == Forbidden && r.Arg != "":
+		return nil, qerr.New(qerr.ProtocolError, "unexpected argument")
+	case m.Dest == DestAdminVM && !c.Dest.IsAdminVM():
+		return nil, qerr.New(qerr.ProtocolError, "expected destination to be AdminVM")
+	case m.Dest == DestVM && c.Dest.IsAdminVM():
+		return nil, qerr.New(qerr.ProtocolError, "expected destination to not be AdminVM")
+	}
+	return c, nil
+}
+
+// lookup resolves a source or destination: a qube name or uuid:<uuid>.
+func (s *Server) lookup(untrusted string) (*qubes.Qube, error) {
+	if rest, ok := strings.CutPrefix(untrusted, "uuid:"); ok {
+		if len(untrusted) != 41 || !uuidRe.MatchString(rest) {
+			return nil, qerr.New(qerr.VMInvalidUUID, "VM UUID is not valid: %s", quoteRepr(rest))
+		}
+		return s.app.QubeByUUID(rest)
+	}
+	if err := qubes.ValidateName(untrusted); err != nil {
+		return nil, err
+	}
+	return s.app.Qube(untrusted)
+}
+
+// run executes a validated call: under the read or write lock as the method
+// says, with its permission event, and — for writes — replies only once the
+// change is durable.
+func (s *Server) run(ctx context.Context, c *Call) (reply []byte) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panicked; the call failed but the daemon goes on", "method", c.Method.Name, "dest", c.Dest.Name(), "panic", p, "stack", string(debug.Stack()))
+			reply = ErrorReply(qerr.New(qerr.Exception, "internal error in %s: %v (see the qubesd log)", c.Method.Name, p))
+		}
+	}()
+	var body []byte
+	handle := func() error {
+		if err := c.checkPermission(); err != nil {
+			return err
+		}
+		var err error
+		body, err = c.Method.Handle(c)
+		return err
+	}
+	if !c.Method.Write {
+		if err := s.app.Read(handle); err != nil {
+			return s.errorReply(c, err)
+		}
+		return OKReply(body)
+	}
+	version, err := s.app.Write(handle)
+	if err != nil {
+		return s.errorReply(c, err)
+	}
+	if s.opts.Committer != nil {
+		if err := s.opts.Committer.Commit(ctx, version); err != nil {
+			s.log.Error("saving the store failed; the change is in memory only", "method", c.Method.Name, "dest", c.Dest.Name(), "error", err)
+			return ErrorReply(qerr.Wrap(qerr.Exception, err, "the change was made but could not be saved: %v", err))
+		}
+	}
+	return OKReply(body)
+}
+
+func (s *Server) errorReply(c *Call, err error) []byte {
+	var qe *qerr.Error
+	if !errors.As(err, &qe) {
+		s.log.Error("unexpected error", "method", c.Method.Name, "dest", c.Dest.Name(), "error", err)
+	}
+	return ErrorReply(err)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
