@@ -52,7 +52,19 @@ type Options struct {
 	// ReadTimeout bounds how long a client may take to send its request.
 	// Default 60 s.
 	ReadTimeout time.Duration
+	// Methods selects the method table: AdminMethods (the default) for
+	// qubesd.sock; NoMethods for qubesd.internal.sock and qubesd.misc.sock
+	// until their methods (qrexec policy, tools' notifications) arrive.
+	Methods MethodSet
 }
+
+// MethodSet selects the methods a server offers.
+type MethodSet uint8
+
+const (
+	AdminMethods MethodSet = iota
+	NoMethods
+)
 
 // Server answers Admin API requests.
 type Server struct {
@@ -85,8 +97,11 @@ func New(o Options) *Server {
 		o.ReadTimeout = 60 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{opts: o, app: o.App, log: o.Logger, methods: newMethodTable(), ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{}}
-	registerPermissionRules(s.app)
+	s := &Server{opts: o, app: o.App, log: o.Logger, methods: methodTable{}, ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{}}
+	if o.Methods == AdminMethods {
+		s.methods = newMethodTable()
+		registerPermissionRules(s.app)
+	}
 	return s
 }
 

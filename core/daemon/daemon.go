@@ -1,0 +1,276 @@
+// Package daemon wires the core together into a running qubesd: it opens the
+// store (creating a fresh system on first start), loads the model, makes
+// changes durable through group commit, and serves the Admin API on its unix
+// sockets. cmd/qubesd parses flags and signals and calls Start/Shutdown.
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qubesgo/qubesd/config"
+	"github.com/qubesgo/qubesd/core/api"
+	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/store"
+)
+
+// Daemon is a running qubesd.
+type Daemon struct {
+	cfg       *config.Config
+	log       hclog.Logger
+	store     *store.Store
+	committer *store.Committer
+	app       *qubes.App
+	servers   []*api.Server
+	sockets   []string
+	done      chan error
+}
+
+// Host describes the machine the model runs on.
+type Host struct {
+	MemoryMiB int
+	CPUs      int
+}
+
+// ProbeHost reads the host's memory and CPU count.
+func ProbeHost() Host {
+	h := Host{MemoryMiB: 4096, CPUs: runtime.NumCPU()}
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return h
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			if kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB")); err == nil {
+				h.MemoryMiB = kb / 1024
+			}
+		}
+	}
+	return h
+}
+
+// Init creates a fresh store (the eight labels, dom0 and the default pools)
+// at the configured place. It refuses to overwrite an existing store.
+func Init(cfg *config.Config, log hclog.Logger) error {
+	if err := os.MkdirAll(cfg.Daemon.DataDir, 0o775); err != nil {
+		return fmt.Errorf("creating data directory %s: %w", cfg.Daemon.DataDir, err)
+	}
+	st, err := store.Open(cfg.Daemon.StorePath(), store.Options{Logger: log.Named("store"), Group: cfg.Daemon.SocketGroup})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := os.Stat(cfg.Daemon.StorePath()); err == nil {
+		return fmt.Errorf("%s already exists; remove it first if you really want a new, empty system", cfg.Daemon.StorePath())
+	}
+	return createStore(cfg, st, log)
+}
+
+func createStore(cfg *config.Config, st *store.Store, log hclog.Logger) error {
+	app := qubes.NewSystem(modelOptions(cfg, log))
+	doc, _ := app.Snapshot()
+	if err := st.Save(doc); err != nil {
+		return fmt.Errorf("writing the new store: %w", err)
+	}
+	log.Info("created a new, empty system", "store", cfg.Daemon.StorePath())
+	return nil
+}
+
+func modelOptions(cfg *config.Config, log hclog.Logger) qubes.Options {
+	h := ProbeHost()
+	return qubes.Options{
+		DataDir:        cfg.Daemon.DataDir,
+		HostMemoryMiB:  h.MemoryMiB,
+		HostCPUs:       h.CPUs,
+		AdminMaxMemMiB: min(4096, h.MemoryMiB),
+		Logger:         log.Named("model"),
+	}
+}
+
+// Start opens the store, loads the model and starts serving. A missing
+// store is created first. It returns once the sockets accept connections.
+func Start(cfg *config.Config, log hclog.Logger) (d *Daemon, err error) {
+	d = &Daemon{cfg: cfg, log: log, done: make(chan error, 3)}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	for _, dir := range []string{cfg.Daemon.DataDir, cfg.Daemon.RunDir} {
+		if err := os.MkdirAll(dir, 0o775); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", dir, err)
+		}
+	}
+	d.store, err = store.Open(cfg.Daemon.StorePath(), store.Options{Logger: log.Named("store"), Group: cfg.Daemon.SocketGroup})
+	if err != nil {
+		return nil, err
+	}
+	doc, rep, err := d.store.Load()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := createStore(cfg, d.store, log); err != nil {
+			return nil, err
+		}
+		doc, rep, err = d.store.Load()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rep.FellBack {
+		log.Error("qubes.xml did not load; started from the newest good generation instead",
+			"used", rep.Path, "broken_file_kept_as", rep.Broken, "errors", fmt.Sprint(rep.Errors))
+	}
+	t0 := time.Now()
+	app, mrep, err := qubes.Load(doc, modelOptions(cfg, log))
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", rep.Path, err)
+	}
+	d.app = app
+	for _, q := range mrep.Quarantined {
+		log.Error("qube quarantined: kept in qubes.xml unchanged, not usable until its record is fixed",
+			"qube", q.Name, "class", q.Class, "error", q.Err)
+	}
+	for _, r := range mrep.Repairs {
+		log.Warn("store repaired while loading", "repair", r)
+	}
+	log.Info("model loaded", "qubes", app.Len(), "quarantined", len(mrep.Quarantined), "took", time.Since(t0))
+	d.committer = store.NewCommitter(d.store, app.Snapshot, log.Named("store"))
+
+	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api")})
+	if err := d.listen(cfg.Daemon.SocketPath(), admin); err != nil {
+		return nil, err
+	}
+	for _, p := range []string{cfg.Daemon.InternalSocketPath(), cfg.Daemon.MiscSocketPath()} {
+		srv := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.NoMethods})
+		if err := d.listen(p, srv); err != nil {
+			return nil, err
+		}
+	}
+	notifySystemd("READY=1\nSTATUS=serving " + cfg.Daemon.SocketPath())
+	return d, nil
+}
+
+// listen opens a unix socket, replacing a stale one, and serves srv on it.
+func (d *Daemon) listen(path string, srv *api.Server) error {
+	if err := removeStaleSocket(path); err != nil {
+		return err
+	}
+	old := syscall.Umask(0o007)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", path, err)
+	}
+	d.sockets = append(d.sockets, path)
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return fmt.Errorf("setting the mode of %s: %w", path, err)
+	}
+	if g := d.cfg.Daemon.SocketGroup; g != "" {
+		if grp, err := user.LookupGroup(g); err == nil {
+			gid, _ := strconv.Atoi(grp.Gid)
+			if err := os.Chown(path, -1, gid); err != nil {
+				d.log.Warn("cannot give the socket to its group", "socket", path, "group", g, "error", err)
+			}
+		} else {
+			d.log.Debug("socket group does not exist; the socket keeps the daemon's group", "group", g)
+		}
+	}
+	d.servers = append(d.servers, srv)
+	go func() { d.done <- srv.Serve(l) }()
+	d.log.Info("listening", "socket", path)
+	return nil
+}
+
+// removeStaleSocket removes a socket nobody listens on. A live socket means
+// another daemon runs; anything else at the path is left alone.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket; move it away or change daemon.run_dir", path)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("another qubesd is already serving %s; stop it first", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s exists and cannot be checked (%v); remove it if no qubesd runs", path, err)
+	}
+	return os.Remove(path)
+}
+
+// App returns the model.
+func (d *Daemon) App() *qubes.App { return d.app }
+
+// Done reports a server that stopped on its own (an accept error).
+func (d *Daemon) Done() <-chan error { return d.done }
+
+// Shutdown stops accepting, finishes calls in flight, makes every change
+// durable and releases the store.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	notifySystemd("STOPPING=1")
+	var errs []error
+	for _, s := range d.servers {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.committer != nil {
+		_, v := d.app.Snapshot()
+		if err := d.committer.Commit(ctx, v); err != nil {
+			errs = append(errs, fmt.Errorf("final save: %w", err))
+		}
+	}
+	d.close()
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) close() {
+	if d.committer != nil {
+		_ = d.committer.Close()
+	}
+	if d.store != nil {
+		_ = d.store.Close()
+	}
+	for _, p := range d.sockets {
+		_ = os.Remove(p)
+	}
+}
+
+// notifySystemd sends a state to systemd when it started us as Type=notify.
+func notifySystemd(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if strings.HasPrefix(addr, "@") {
+		addr = "\x00" + addr[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte(state))
+}
