@@ -5,6 +5,8 @@ BIN       := bin
 RUN_DIR   := _run
 # packages a fresh Debian machine lacks: libvirt headers for cgo, pkg-config
 APT_PKGS  := libvirt-dev pkg-config
+# the multi-call CLI answers to these names (symlinks to bin/qvm)
+QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check
 GOFLAGS_TEST ?= -race -count=1
 
 .PHONY: help deps build run test bench fuzz lint clean
@@ -35,14 +37,15 @@ build: deps
 	@mkdir -p $(BIN)
 	$(GO) build ./...
 	cd sdk && $(GO) build ./...
-	@if [ -d cmd ] && ls cmd/*/main.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/ ./cmd/...; fi
+	$(GO) build -o $(BIN)/ ./cmd/...
+	@if [ -x $(BIN)/qvm ]; then for t in $(QVM_TOOLS); do ln -sf qvm $(BIN)/$$t; done; fi
 
+# run: the daemon in the foreground on the embedded default configuration
+# (libvirt test:///default, data in ./_run/data, sockets in ./_run).
 run: build
-	@if [ ! -x $(BIN)/qubesd ]; then \
-		echo "qubesd is not built yet: the daemon arrives with the Admin API (see README, 'Status')."; \
-		echo "Until then, 'make test' exercises the model and the store."; exit 1; \
-	fi
 	@mkdir -p $(RUN_DIR)
+	@echo "qubesd: socket $(CURDIR)/$(RUN_DIR)/qubesd.sock"
+	@echo "in another terminal: export QUBESD_SOCKET=$(CURDIR)/$(RUN_DIR)/qubesd.sock; ./$(BIN)/qvm-ls"
 	$(BIN)/qubesd
 
 test: deps
@@ -51,11 +54,15 @@ test: deps
 	$(GO) test $(GOFLAGS_TEST) ./...
 	cd sdk && $(GO) test $(GOFLAGS_TEST) ./...
 
-bench: deps
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+# bench: micro-benchmarks of the hot paths, then the end-to-end measurements
+# of a real daemon (BENCH <name> <value> <unit> lines).
+bench: build
+	$(GO) test -run='^$$' -bench=. -benchmem ./core/...
+	$(BIN)/qubesd-bench -bin $(BIN)
 
 fuzz: deps
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=5m ./core/store/
+	$(GO) test -run='^$$' -fuzz=FuzzDispatch -fuzztime=5m ./core/api/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
