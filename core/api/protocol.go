@@ -97,6 +97,9 @@ func OKReply(body []byte) []byte {
 // reported as QubesException with their message.
 func ErrorReply(err error) []byte {
 	kind := qerr.KindOf(err)
+	if kind == "" {
+		kind = qerr.Exception
+	}
 	var b bytes.Buffer
 	b.WriteString("2\x00")
 	b.WriteString(string(kind))

@@ -78,8 +78,38 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]bool
+	active    map[net.Conn]connState // guarded by mu
 	conns     sync.WaitGroup
 	closing   bool
+}
+
+// connState is where a connection is in its life; Shutdown closes those
+// that wait on the client (reading a request, streaming events) and lets
+// those running a call finish.
+type connState uint8
+
+const (
+	stateReading connState = iota
+	stateRunning
+	stateStreaming
+)
+
+// track records a connection's state; it returns false when the server is
+// shutting down and the connection should be dropped.
+func (s *Server) track(conn net.Conn, st connState) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing && st != stateRunning {
+		return false
+	}
+	s.active[conn] = st
+	return true
+}
+
+func (s *Server) untrack(conn net.Conn) {
+	s.mu.Lock()
+	delete(s.active, conn)
+	s.mu.Unlock()
 }
 
 // New returns a server for the model in o.App.
@@ -97,7 +127,7 @@ func New(o Options) *Server {
 		o.ReadTimeout = 60 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{opts: o, app: o.App, log: o.Logger, methods: methodTable{}, ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{}}
+	s := &Server{opts: o, app: o.App, log: o.Logger, methods: methodTable{}, ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{}, active: map[net.Conn]connState{}}
 	if o.Methods == AdminMethods {
 		s.methods = newMethodTable()
 		registerPermissionRules(s.app)
@@ -141,13 +171,19 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
-// Shutdown stops accepting, ends event streams and waits for calls in
-// flight to finish (or ctx to end).
+// Shutdown stops accepting, drops connections that have not sent their
+// request yet, ends event streams, and waits for calls in flight to finish
+// (or ctx to end). Calls in flight complete normally, writes included.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for l := range s.listeners {
 		_ = l.Close()
+	}
+	for conn, st := range s.active {
+		if st != stateRunning {
+			_ = conn.Close()
+		}
 	}
 	s.mu.Unlock()
 	s.cancel()
@@ -163,6 +199,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) serveConn(conn net.Conn) {
 	defer conn.Close()
+	if !s.track(conn, stateReading) {
+		return
+	}
+	defer s.untrack(conn)
 	_ = conn.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 	raw, err := io.ReadAll(io.LimitReader(conn, MaxRequest+1))
 	if err != nil {
@@ -182,10 +222,16 @@ func (s *Server) serveConn(conn net.Conn) {
 		return
 	}
 	if c.Method.Stream != nil {
-		s.stream(conn, c)
+		if s.track(conn, stateStreaming) {
+			s.stream(conn, c)
+		}
 		return
 	}
-	_, _ = conn.Write(s.run(s.ctx, c))
+	if !s.track(conn, stateRunning) {
+		return
+	}
+	// not s.ctx: a call that started runs to its end, even during Shutdown
+	_, _ = conn.Write(s.run(context.Background(), c))
 }
 
 // stream runs an event-stream method on its connection until the client

@@ -104,31 +104,36 @@ func modelOptions(cfg *config.Config, log hclog.Logger) qubes.Options {
 
 // Start opens the store, loads the model and starts serving. A missing
 // store is created first. It returns once the sockets accept connections.
-func Start(cfg *config.Config, log hclog.Logger) (d *Daemon, err error) {
-	d = &Daemon{cfg: cfg, log: log, done: make(chan error, 3)}
-	defer func() {
-		if err != nil {
-			d.close()
-		}
-	}()
+func Start(cfg *config.Config, log hclog.Logger) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: log, done: make(chan error, 3)}
+	if err := d.start(); err != nil {
+		d.close()
+		return nil, err
+	}
+	notifySystemd("READY=1\nSTATUS=serving " + cfg.Daemon.SocketPath())
+	return d, nil
+}
+
+func (d *Daemon) start() (err error) {
+	cfg, log := d.cfg, d.log
 	for _, dir := range []string{cfg.Daemon.DataDir, cfg.Daemon.RunDir} {
 		if err := os.MkdirAll(dir, 0o775); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", dir, err)
+			return fmt.Errorf("creating %s: %w", dir, err)
 		}
 	}
 	d.store, err = store.Open(cfg.Daemon.StorePath(), store.Options{Logger: log.Named("store"), Group: cfg.Daemon.SocketGroup})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	doc, rep, err := d.store.Load()
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := createStore(cfg, d.store, log); err != nil {
-			return nil, err
+			return err
 		}
 		doc, rep, err = d.store.Load()
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if rep.FellBack {
 		log.Error("qubes.xml did not load; started from the newest good generation instead",
@@ -137,7 +142,7 @@ func Start(cfg *config.Config, log hclog.Logger) (d *Daemon, err error) {
 	t0 := time.Now()
 	app, mrep, err := qubes.Load(doc, modelOptions(cfg, log))
 	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", rep.Path, err)
+		return fmt.Errorf("loading %s: %w", rep.Path, err)
 	}
 	d.app = app
 	for _, q := range mrep.Quarantined {
@@ -152,16 +157,15 @@ func Start(cfg *config.Config, log hclog.Logger) (d *Daemon, err error) {
 
 	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api")})
 	if err := d.listen(cfg.Daemon.SocketPath(), admin); err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range []string{cfg.Daemon.InternalSocketPath(), cfg.Daemon.MiscSocketPath()} {
 		srv := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.NoMethods})
 		if err := d.listen(p, srv); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	notifySystemd("READY=1\nSTATUS=serving " + cfg.Daemon.SocketPath())
-	return d, nil
+	return nil
 }
 
 // listen opens a unix socket, replacing a stale one, and serves srv on it.
@@ -247,6 +251,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range d.servers {
+		_ = s.Shutdown(ctx)
+	}
 	if d.committer != nil {
 		_ = d.committer.Close()
 	}

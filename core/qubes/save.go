@@ -1,6 +1,7 @@
 package qubes
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/qubesgo/qubesd/core/store"
@@ -13,7 +14,7 @@ import (
 func (a *App) Document() *store.Document {
 	doc := &store.Document{
 		Labels: make([]store.Label, len(a.labels)),
-		Pools:  a.pools,
+		Pools:  slices.Clone(a.pools),
 	}
 	for i, l := range a.labels {
 		doc.Labels[i] = store.Label{ID: "label-" + strconv.Itoa(l.Index), Color: l.Color, Name: l.Name}
@@ -66,12 +67,14 @@ func insertSorted(ps []store.Property, p store.Property) []store.Property {
 // record renders one qube as its qubes.xml record.
 func (q *Qube) record() store.Domain {
 	r := store.Domain{
-		ID:              q.xmlID,
-		Class:           q.class.Name,
-		Features:        q.Features.list,
-		Tags:            q.Tags.list,
-		Devices:         q.devices,
-		VolumeConfig:    q.volumes,
+		ID:    q.xmlID,
+		Class: q.class.Name,
+		// copies: the committer encodes the document after the lock is
+		// released, while writers go on changing these lists in place
+		Features:        slices.Clone(q.Features.list),
+		Tags:            slices.Clone(q.Tags.list),
+		Devices:         q.devices, // replaced, never changed in place
+		VolumeConfig:    slices.Clone(q.volumes),
 		HasVolumeConfig: q.hasVolumes,
 	}
 	q.Each(func(d *P, v any) {
