@@ -161,6 +161,11 @@ func setDefaultNetVM(h property.Holder, _ *P, v any) (any, error) {
 	if looped != nil {
 		return nil, qerr.New(qerr.PropertyValueError, "Network loop on %s", quote(looped.name))
 	}
+	// Deliberately stricter than the reference, which accepts a default that
+	// gives its followers no network at all.
+	if !t.Has("provides_network") || !t.boolean("provides_network") {
+		return nil, qerr.New(qerr.PropertyValueError, "The %s qube does not provide network", t.name)
+	}
 	return t, nil
 }
 

@@ -799,7 +799,6 @@ func ptGlobalRows() []ptRow {
 	netvm.explicit = true
 	netvm.reset = &ptReset{want: ""}
 	netvm.ok = append(netvm.ok,
-		ptOK{in: "vm0003", want: "vm0003", setup: ptSets("vm0003", "netvm", "")},
 		// A provider with an explicit netvm is no loop.
 		ptOK{in: "fresh-sa", want: "fresh-sa", setup: ptSets("fresh-sa", "provides_network", "True", "fresh-sa", "netvm", "sys-net")},
 	)
@@ -809,6 +808,10 @@ func ptGlobalRows() []ptRow {
 			setup: ptSets("vm0003", "provides_network", "True")},
 		ptBad{in: "fresh-tpl", kind: qerr.PropertyValueError, msg: "Network loop on 'fresh-tpl'",
 			setup: ptSets("fresh-tpl", "provides_network", "True")},
+		// deliberate: the reference accepts a default netvm that provides no
+		// network (checked after the loop check, so its messages stay)
+		ptBad{in: "vm0003", kind: qerr.PropertyValueError, msg: "The vm0003 qube does not provide network",
+			setup: ptSets("vm0003", "netvm", "")},
 	)
 
 	template := ptRow{name: "default_template", want: "debian-12-xfce", explicit: true,
