@@ -1,0 +1,24 @@
+// Command qvm is the Qubes OS command-line toolset in one binary. Called as
+// qvm-ls, qvm-prefs, qubes-prefs, qvm-create, qvm-remove, qvm-features,
+// qvm-tags or qvm-check (by the name it was started under; the Makefile
+// installs those names as symbolic links), it behaves as that tool, with the
+// options and output of the Python tool of the same name. Called as qvm, it
+// takes the tool as its first argument: qvm ls, qvm prefs, ...
+//
+// Every tool talks to qubesd through the Admin API; the socket is --socket,
+// else $QUBESD_SOCKET, else /var/run/qubesd.sock.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
