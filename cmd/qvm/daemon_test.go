@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/qubesgo/qubesd/config"
+	"github.com/qubesgo/qubesd/core/daemon"
+)
+
+// TestScriptsRealDaemon runs testdata/daemon/*.txtar against a real qubesd
+// (core/daemon, in this process) on a temporary store loaded with the
+// reference's qubes-n10.xml: the CLI and the daemon together, changes
+// persisted to disk. $QUBESD_SOCKET points at it and $STORE at its
+// qubes.xml.
+func TestScriptsRealDaemon(t *testing.T) {
+	fixture, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "qubes-n10.xml"))
+	if err != nil {
+		t.Fatalf("the fixture store is needed (shared/ beside the repository): %v", err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:  filepath.Join("testdata", "daemon"),
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"exits": cmdExits},
+		Setup: func(e *testscript.Env) error {
+			dir, err := os.MkdirTemp("", "qvm-daemon-") // short: socket paths are limited to 107 bytes
+			if err != nil {
+				return err
+			}
+			e.Defer(func() { os.RemoveAll(dir) })
+			data := filepath.Join(dir, "data")
+			kernel := filepath.Join(data, "vm-kernels", "6.6.0-baseline")
+			if err := os.MkdirAll(kernel, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(kernel, "vmlinuz"), nil, 0o644); err != nil {
+				return err
+			}
+			xml := strings.ReplaceAll(string(fixture), "/var/lib/qubes", data)
+			if err := os.WriteFile(filepath.Join(data, "qubes.xml"), []byte(xml), 0o660); err != nil {
+				return err
+			}
+			cfg, err := config.Parse([]byte(fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\n", data, dir)), "test")
+			if err != nil {
+				return err
+			}
+			d, err := daemon.Start(cfg, hclog.NewNullLogger())
+			if err != nil {
+				return err
+			}
+			e.Defer(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := d.Shutdown(ctx); err != nil {
+					e.T().Fatal(err)
+				}
+			})
+			e.Setenv("QUBESD_SOCKET", cfg.Daemon.SocketPath())
+			e.Setenv("STORE", cfg.Daemon.StorePath())
+			return nil
+		},
+	})
+}
