@@ -28,7 +28,15 @@ func main() {
 	bin := flag.String("bin", "bin", "directory with the qubesd and qvm binaries")
 	sizes := flag.String("sizes", "10,100,1000", "store sizes (number of app qubes)")
 	calls := flag.Int("calls", 5000, "property.Get calls per latency measurement")
+	floor := flag.String("floor", "", "internal: serve the floor server on this socket")
 	flag.Parse()
+	if *floor != "" {
+		if err := serveFloor(*floor); err != nil {
+			fmt.Fprintln(os.Stderr, "qubesd-bench floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	b := &bench{bin: *bin, calls: *calls}
 	if err := b.run(strings.Split(*sizes, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "qubesd-bench:", err)

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -43,31 +45,58 @@ func rssMiB(pid int) (float64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-// startFloorServer serves a unix socket that reads each request to EOF and
-// answers a fixed property.Get reply: the cost of the transport alone.
+// startFloorServer runs the floor server in a child process (this binary
+// with -floor SOCKET), so that it pays the same cross-process costs as the
+// daemon it is compared with.
 func startFloorServer() (string, func(), error) {
 	dir, err := os.MkdirTemp("", "qubesd-bench-floor-")
 	if err != nil {
 		return "", nil, err
 	}
 	sock := filepath.Join(dir, "floor.sock")
-	l, err := net.Listen("unix", sock)
+	self, err := os.Executable()
 	if err != nil {
 		return "", nil, err
 	}
-	reply := []byte("0\x00default=True type=int 400")
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_, _ = io.Copy(io.Discard, conn)
-				_, _ = conn.Write(reply)
-			}()
+	cmd := exec.Command(self, "-floor", sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return sock, stop, nil
 		}
-	}()
-	return sock, func() { l.Close(); os.RemoveAll(dir) }, nil
+		if time.Since(start) > 10*time.Second {
+			stop()
+			return "", nil, fmt.Errorf("the floor server did not start")
+		}
+	}
+}
+
+// serveFloor is the floor server: it reads each request to EOF and answers
+// a fixed property.Get reply — the cost of the transport alone.
+func serveFloor(sock string) error {
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return err
+	}
+	reply := []byte("0\x00default=True type=int 400")
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer conn.Close()
+			_, _ = io.Copy(io.Discard, conn)
+			_, _ = conn.Write(reply)
+		}()
+	}
 }

@@ -37,10 +37,13 @@ type lsLoader struct {
 	c      *admin.Client
 	all    []*lsVM
 	byName map[string]*lsVM
-	// wanted are the properties the listing reads; they are fetched one by
-	// one if admin.vm.property.GetAll is refused (an empty reply, as qrexec
-	// policy gives).
+	// wanted are the properties the listing reads (none: all); they are
+	// fetched one by one if admin.vm.property.GetAll is refused (an empty
+	// reply, as qrexec policy gives).
 	wanted []string
+	// bulkTried: admin.vm.property.GetAllBulk was tried (it answers for
+	// every qube at once; daemons without it get per-qube GetAll calls).
+	bulkTried bool
 }
 
 func newLsLoader(c *admin.Client, infos []admin.VMInfo) *lsLoader {
@@ -77,8 +80,16 @@ func present(vms []*lsVM) []*lsVM {
 	return slices.DeleteFunc(slices.Clone(vms), func(vm *lsVM) bool { return vm.gone })
 }
 
-// loadProps fetches all properties of each qube with one GetAll call.
+// loadProps fetches all properties of each qube: with one bulk call for
+// every qube when the daemon has it and several qubes are wanted, else with
+// one GetAll call per qube.
 func (l *lsLoader) loadProps(ctx context.Context, vms []*lsVM) error {
+	if !l.bulkTried && len(vms) > 1 {
+		l.bulkTried = true
+		if err := l.loadAllProps(ctx); err != nil {
+			return err
+		}
+	}
 	return l.each(ctx, vms, func(vm *lsVM) bool { return vm.props == nil }, func(ctx context.Context, vm *lsVM) error {
 		props, err := l.c.Properties(ctx, vm.Name)
 		if errors.Is(err, admin.ErrEmptyReply) {
@@ -94,6 +105,39 @@ func (l *lsLoader) loadProps(ctx context.Context, vms []*lsVM) error {
 		vm.props = m
 		return nil
 	})
+}
+
+// loadAllProps fills the properties of every listed qube from one
+// admin.vm.property.GetAllBulk call. A daemon without the method, or a
+// policy that refuses it, leaves them to the per-qube calls.
+func (l *lsLoader) loadAllProps(ctx context.Context) error {
+	all, err := l.c.AllProperties(ctx, l.wanted...)
+	if admin.IsNoSuchMethod(err) || errors.Is(err, admin.ErrEmptyReply) || admin.IsType(err, "PermissionDenied") {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	wanted := make(map[string]bool, len(l.wanted))
+	for _, w := range l.wanted {
+		wanted[w] = true
+	}
+	for _, q := range all {
+		vm, ok := l.byName[q.Name]
+		if !ok || vm.props != nil {
+			continue // created after our listing: not shown
+		}
+		// keep what the listing reads: 1000 maps of every property cost
+		// more than the call
+		m := make(map[string]admin.Property, len(l.wanted))
+		for _, p := range q.Properties {
+			if len(wanted) == 0 || wanted[p.Name] {
+				m[p.Name] = p
+			}
+		}
+		vm.props = m
+	}
+	return nil
 }
 
 func (l *lsLoader) loadPropsOneByOne(ctx context.Context, vm *lsVM) error {

@@ -128,6 +128,7 @@ func TestParallelBound(t *testing.T) {
 type bigFake struct {
 	n               int
 	refuseGetAll    bool
+	bulk            bool // answers admin.vm.property.GetAllBulk, as qubesd-go does
 	calls, inFlight atomic.Int32
 	peak            atomic.Int32
 	mu              sync.Mutex
@@ -159,6 +160,19 @@ func (f *bigFake) answer(req []byte) []byte {
 			fmt.Fprintf(&b, "vm%04d class=AppVM state=Halted uuid=00000000-0000-0000-0000-%012d\n", i, i)
 		}
 		return []byte(b.String())
+	case "admin.vm.property.GetAllBulk":
+		if !f.bulk {
+			break // the reference daemon: no such method
+		}
+		var b strings.Builder
+		b.WriteString("0\x00dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n")
+		b.WriteString("label default=False type=label black\nname default=True type=str dom0\n\n")
+		for i := 1; i < f.n; i++ {
+			fmt.Fprintf(&b, "vm%04d class=AppVM state=Halted uuid=00000000-0000-0000-0000-%012d\n", i, i)
+			fmt.Fprintf(&b, "label default=False type=label red\ntemplate default=False type=vm debian\n"+
+				"netvm default=True type=vm sys-firewall\nname default=False type=str vm%04d\n\n", i)
+		}
+		return []byte(b.String())
 	case "admin.vm.property.GetAll":
 		time.Sleep(2 * time.Millisecond) // let calls overlap
 		if f.refuseGetAll {
@@ -177,7 +191,7 @@ func (f *bigFake) answer(req []byte) []byte {
 		}
 		return []byte("2\x00QubesNoSuchPropertyError\x00\x00Invalid property '" + arg + "' of " + dest + "\x00")
 	}
-	return []byte("2\x00ProtocolError\x00\x00unexpected " + method + "\x00")
+	return []byte("2\x00ProtocolError\x00\x00no such method: '" + method + "'\x00")
 }
 
 func runWith(t *testing.T, socket string, argv ...string) (string, string, int) {
@@ -195,8 +209,31 @@ func runWith(t *testing.T, socket string, argv ...string) (string, string, int) 
 	return out.String(), errb.String(), code
 }
 
-// TestLsThousand lists 1000 qubes: one admin.vm.List, one GetAll per qube,
-// at most maxParallel at a time.
+// TestLsThousandBulk lists 1000 qubes from a daemon with the bulk method:
+// exactly two calls.
+func TestLsThousandBulk(t *testing.T) {
+	f := &bigFake{n: 1000, bulk: true, methods: map[string]int{}}
+	s, err := startFake(f.answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	out, errOut, code := runWith(t, s.path, "qvm-ls")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 1001 || lines[1000] != "vm0999  Halted   AppVM    red    debian    sys-firewall" {
+		t.Fatalf("%d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAllBulk"] != 1 || f.calls.Load() != 2 {
+		t.Errorf("calls: %v", f.methods)
+	}
+}
+
+// TestLsThousand lists 1000 qubes from a daemon without the bulk method
+// (the reference): one admin.vm.List, the refused bulk call, then one
+// GetAll per qube, at most maxParallel at a time.
 func TestLsThousand(t *testing.T) {
 	f := &bigFake{n: 1000, methods: map[string]int{}}
 	s, err := startFake(f.answer)
@@ -217,7 +254,7 @@ func TestLsThousand(t *testing.T) {
 		lines[1000] != "vm0999  Halted   AppVM    red    debian    sys-firewall" {
 		t.Errorf("unexpected output:\n%s\n%s\n%s", lines[0], lines[1], lines[1000])
 	}
-	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAll"] != 1000 || f.calls.Load() != 1001 {
+	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAll"] != 1000 || f.calls.Load() != 1002 {
 		t.Errorf("calls: %v", f.methods)
 	}
 	if p := f.peak.Load(); p > maxParallel || p < 2 {

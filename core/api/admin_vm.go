@@ -30,18 +30,11 @@ func addVMMethods(t methodTable) {
 			if c.Dest.IsAdminVM() {
 				list = c.App.Qubes()
 			}
-			var b strings.Builder
+			b := make([]byte, 0, 96*len(list))
 			for _, q := range list {
-				b.WriteString(q.Name())
-				b.WriteString(" class=")
-				b.WriteString(q.ClassName())
-				b.WriteString(" state=")
-				b.WriteString(c.Server.opts.States.PowerState(q))
-				b.WriteString(" uuid=")
-				b.WriteString(q.UUID())
-				b.WriteByte('\n')
+				b = appendVMListLine(b, c, q)
 			}
-			return []byte(b.String()), nil
+			return b, nil
 		}},
 		&Method{Name: "admin.vm.Remove", Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
 			if c.Dest.IsAdminVM() {
@@ -96,6 +89,19 @@ func addVMMethods(t methodTable) {
 			}},
 		)
 	}
+}
+
+// appendVMListLine appends one admin.vm.List line:
+// "<name> class=<class> state=<state> uuid=<uuid>\n".
+func appendVMListLine(b []byte, c *Call, q *qubes.Qube) []byte {
+	b = append(b, q.Name()...)
+	b = append(b, " class="...)
+	b = append(b, q.ClassName()...)
+	b = append(b, " state="...)
+	b = append(b, c.Server.opts.States.PowerState(q)...)
+	b = append(b, " uuid="...)
+	b = append(b, q.UUID()...)
+	return append(b, '\n')
 }
 
 var createVolumes = []string{"root", "private", "volatile", "kernel"}

@@ -73,3 +73,32 @@ func BenchmarkSocketFloor(b *testing.B) {
 		call(b, sock, req)
 	}
 }
+
+// BenchmarkGetAll1000 measures admin.vm.property.GetAll on a qube of a
+// 1000-qube model, without the socket: the server's own cost of the call
+// qvm-ls makes once per qube.
+func BenchmarkGetAll1000(b *testing.B) {
+	app, _ := newModel(b, 1000)
+	s := New(Options{App: app})
+	req := []byte("admin.vm.property.GetAll+ dom0 name vm0500\x00")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := s.Call(context.Background(), req); r[0] != '0' {
+			b.Fatalf("%q", r)
+		}
+	}
+}
+
+// BenchmarkGetAllBulk1000 measures admin.vm.property.GetAllBulk on a
+// 1000-qube model, without the socket.
+func BenchmarkGetAllBulk1000(b *testing.B) {
+	app, _ := newModel(b, 1000)
+	s := New(Options{App: app})
+	req := []byte("admin.vm.property.GetAllBulk+ dom0 name dom0\x00")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := s.Call(context.Background(), req); r[0] != '0' {
+			b.Fatalf("%q", r[:100])
+		}
+	}
+}

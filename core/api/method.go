@@ -90,6 +90,7 @@ func newMethodTable() methodTable {
 	t := methodTable{}
 	addVMMethods(t)
 	addPropertyMethods(t)
+	addBulkPropertyMethods(t)
 	addFeatureMethods(t)
 	addTagMethods(t)
 	addLabelMethods(t)

@@ -84,6 +84,9 @@ type App struct {
 
 	version      uint64
 	deletedDisps map[int]time.Time // dispid → when its qube was removed
+
+	kernelMu    sync.Mutex // reads take it too: they run concurrently
+	kernelCache map[string]kernelFiles
 }
 
 // New returns an empty model: no labels, no pools, no qubes. Most callers

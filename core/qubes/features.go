@@ -106,25 +106,13 @@ func (f *Features) notFound(name string) error {
 // CheckWithTemplate looks the feature up on the qube, then along its
 // template chain; the first qube that has it wins, even with "".
 func (f *Features) CheckWithTemplate(name string) (string, error) {
-	for q := f.q; q != nil; q = q.Template() {
-		if v, ok := q.Features.Get(name); ok {
-			return v, nil
-		}
-	}
-	return "", f.notFound(name)
+	return f.found(f.withTemplate(name))
 }
 
 // CheckWithNetvm looks the feature up on the qube, then along its chain of
 // (effective) network providers.
 func (f *Features) CheckWithNetvm(name string) (string, error) {
-	seen := map[*Qube]bool{}
-	for q := f.q; q != nil && !seen[q]; q = q.vm("netvm") {
-		seen[q] = true
-		if v, ok := q.Features.Get(name); ok {
-			return v, nil
-		}
-	}
-	return "", f.notFound(name)
+	return f.found(f.withNetvm(name))
 }
 
 // CheckWithAdminVM looks the feature up on the qube, then on dom0.
@@ -132,29 +120,66 @@ func (f *Features) CheckWithAdminVM(name string) (string, error) {
 	if v, ok := f.Get(name); ok {
 		return v, nil
 	}
-	if d := f.q.app.AdminVM(); d != nil {
-		if v, ok := d.Features.Get(name); ok {
-			return v, nil
-		}
-	}
-	return "", f.notFound(name)
+	return f.found(f.onAdminVM(name))
 }
 
 // CheckWithTemplateAndAdminVM looks along the template chain, then on dom0.
 func (f *Features) CheckWithTemplateAndAdminVM(name string) (string, error) {
-	if v, err := f.CheckWithTemplate(name); err == nil {
+	if v, _, ok := f.withTemplate(name); ok {
 		return v, nil
 	}
-	if d := f.q.app.AdminVM(); d != nil {
-		if v, ok := d.Features.Get(name); ok {
-			return v, nil
+	return f.found(f.onAdminVM(name))
+}
+
+// found turns a lookup into the API's answer: the value, or
+// QubesFeatureNotFoundError.
+func (f *Features) found(v, name string, ok bool) (string, error) {
+	if !ok {
+		return "", f.notFound(name)
+	}
+	return v, nil
+}
+
+// The lookups below report a miss with ok=false rather than an error: the
+// model's defaults use them on every property read.
+
+func (f *Features) withTemplate(name string) (v, n string, ok bool) {
+	for q := f.q; q != nil; q = q.Template() {
+		if v, ok := q.Features.Get(name); ok {
+			return v, name, true
 		}
 	}
-	return "", f.notFound(name)
+	return "", name, false
+}
+
+func (f *Features) withNetvm(name string) (v, n string, ok bool) {
+	seen := map[*Qube]bool{}
+	for q := f.q; q != nil && !seen[q]; q = q.vm("netvm") {
+		seen[q] = true
+		if v, ok := q.Features.Get(name); ok {
+			return v, name, true
+		}
+	}
+	return "", name, false
+}
+
+func (f *Features) onAdminVM(name string) (v, n string, ok bool) {
+	if d := f.q.app.AdminVM(); d != nil {
+		if v, ok := d.Features.Get(name); ok {
+			return v, name, true
+		}
+	}
+	return "", name, false
 }
 
 // templateTruthy is CheckWithTemplate reduced to a boolean.
 func (f *Features) templateTruthy(name string) bool {
-	v, err := f.CheckWithTemplate(name)
-	return err == nil && v != ""
+	v, _, ok := f.withTemplate(name)
+	return ok && v != ""
+}
+
+// templateValue is CheckWithTemplate without an error for a miss.
+func (f *Features) templateValue(name string) (string, bool) {
+	v, _, ok := f.withTemplate(name)
+	return v, ok
 }

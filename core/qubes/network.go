@@ -48,8 +48,8 @@ func (q *Qube) isNetworked() bool {
 }
 
 func (q *Qube) ipv6Enabled() bool {
-	v, err := q.Features.CheckWithNetvm("ipv6")
-	return err == nil && v != ""
+	v, _, ok := q.Features.withNetvm("ipv6")
+	return ok && v != ""
 }
 
 func (q *Qube) netmask() any {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/qubesgo/qubesd/core/property"
@@ -346,14 +347,14 @@ func netProps() []*P {
 			return nil, nil
 		}),
 		readOnly("visible_ip", property.Str, func(q *Qube) (any, error) {
-			if v, err := q.Features.CheckWithTemplate("net.fake-ip"); err == nil {
+			if v, ok := q.Features.templateValue("net.fake-ip"); ok {
 				return v, nil
 			}
 			return q.Get("ip")
 		}),
 		readOnly("visible_ip6", property.Str, func(q *Qube) (any, error) { return q.Get("ip6") }),
 		readOnly("visible_gateway", property.Str, func(q *Qube) (any, error) {
-			if v, err := q.Features.CheckWithTemplate("net.fake-gateway"); err == nil {
+			if v, ok := q.Features.templateValue("net.fake-gateway"); ok {
 				return v, nil
 			}
 			if n := q.vm("netvm"); n != nil {
@@ -368,7 +369,7 @@ func netProps() []*P {
 			return nil, nil
 		}),
 		readOnly("visible_netmask", property.Str, func(q *Qube) (any, error) {
-			if v, err := q.Features.CheckWithTemplate("net.fake-netmask"); err == nil {
+			if v, ok := q.Features.templateValue("net.fake-netmask"); ok {
 				return v, nil
 			}
 			if n := q.vm("netvm"); n != nil {
@@ -427,28 +428,60 @@ func defaultKernelopts(q *Qube) (any, error) {
 	if k == "" {
 		return "", nil
 	}
-	dir := filepath.Join(q.app.KernelsDir(), k)
+	files := q.app.kernelFiles(k)
 	if q.hasPCIAssigned() {
-		if b, err := os.ReadFile(filepath.Join(dir, "default-kernelopts-pci.txt")); err == nil {
-			return strings.TrimRight(string(b), "\n"), nil
-		}
-		return "", nil
+		return files.pci, nil // "" when the kernel has no such file
 	}
 	if t := q.Template(); t != nil {
 		return t.Get("kernelopts")
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "default-kernelopts-nopci.txt")); err == nil {
-		return strings.TrimRight(string(b), "\n"), nil
+	if files.hasNoPCI {
+		return files.noPCI, nil
 	}
 	return "swiotlb=2048", nil
+}
+
+// kernelFiles are the default command lines a kernel package may ship.
+type kernelFiles struct {
+	noPCI, pci string
+	hasNoPCI   bool
+	read       time.Time
+}
+
+// kernelFilesTTL bounds how long the kernel's default command lines are
+// cached: property reads would otherwise open two files per qube, and a
+// kernel package is installed rarely.
+const kernelFilesTTL = 2 * time.Second
+
+// kernelFiles returns the default-kernelopts-{nopci,pci}.txt of kernel k.
+func (a *App) kernelFiles(k string) kernelFiles {
+	a.kernelMu.Lock()
+	defer a.kernelMu.Unlock()
+	now := a.opts.Now()
+	if f, ok := a.kernelCache[k]; ok && now.Sub(f.read) < kernelFilesTTL {
+		return f
+	}
+	dir := filepath.Join(a.KernelsDir(), k)
+	f := kernelFiles{read: now}
+	if b, err := os.ReadFile(filepath.Join(dir, "default-kernelopts-nopci.txt")); err == nil {
+		f.noPCI, f.hasNoPCI = strings.TrimRight(string(b), "\n"), true
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "default-kernelopts-pci.txt")); err == nil {
+		f.pci = strings.TrimRight(string(b), "\n")
+	}
+	if a.kernelCache == nil {
+		a.kernelCache = map[string]kernelFiles{}
+	}
+	a.kernelCache[k] = f
+	return f
 }
 
 // defaultBootmode: the qube's own boot-mode.active feature if that mode
 // exists, else the nearest template's appvm_default_bootmode, else "default".
 func defaultBootmode(q *Qube) (any, error) {
 	valid := func(s *Qube, mode string) bool {
-		_, err := s.Features.CheckWithTemplate("boot-mode.kernelopts." + mode)
-		return err == nil
+		_, ok := s.Features.templateValue("boot-mode.kernelopts." + mode)
+		return ok
 	}
 	if v, ok := q.Features.Get("boot-mode.active"); ok {
 		if v == "default" || valid(q, v) {

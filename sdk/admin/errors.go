@@ -86,6 +86,13 @@ func IsType(err error, typ string) bool {
 // QubesTagNotFoundError or QubesLabelNotFoundError.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
+// IsNoSuchMethod reports whether err is the daemon saying it does not know
+// the method called (ProtocolError "no such method: ...").
+func IsNoSuchMethod(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Type == "ProtocolError" && strings.HasPrefix(e.Message, "no such method")
+}
+
 // ParseReply interprets a raw reply: "0\x00body" gives body; an exception
 // gives *Error; an empty reply gives ErrEmptyReply; anything else an error
 // wrapping ErrMalformedReply.

@@ -101,8 +101,16 @@ func unescapeGetAll(line string) (string, error) {
 
 // parseGetAll parses "name default=X type=T value\n" lines.
 func parseGetAll(method string, body []byte) ([]Property, error) {
-	var props []Property
-	for _, line := range lines(body) {
+	return parseGetAllText(method, string(body))
+}
+
+// parseGetAllText is parseGetAll on text; the properties' strings share it.
+func parseGetAllText(method, body string) ([]Property, error) {
+	props := make([]Property, 0, strings.Count(body, "\n"))
+	for line := range strings.SplitSeq(body, "\n") {
+		if line == "" {
+			continue
+		}
 		line, err := unescapeGetAll(line)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", method, err)

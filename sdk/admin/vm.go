@@ -45,25 +45,71 @@ func (c *Client) listVMs(ctx context.Context, dest string) ([]VMInfo, error) {
 	}
 	var vms []VMInfo
 	for _, line := range lines(body) {
-		name, rest, _ := strings.Cut(line, " ")
-		vm := VMInfo{Name: name}
-		for _, kv := range strings.Fields(rest) {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, fmt.Errorf("admin.vm.List: %w: %q", ErrMalformedReply, line)
-			}
-			switch k {
-			case "class":
-				vm.Class = v
-			case "state":
-				vm.State = v
-			case "uuid":
-				vm.UUID = v
-			}
+		vm, err := parseVMLine(line)
+		if err != nil {
+			return nil, err
 		}
 		vms = append(vms, vm)
 	}
 	return vms, nil
+}
+
+// parseVMLine parses "name class=C state=S uuid=U".
+func parseVMLine(line string) (VMInfo, error) {
+	name, rest, _ := strings.Cut(line, " ")
+	vm := VMInfo{Name: name}
+	for _, kv := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return VMInfo{}, fmt.Errorf("admin.vm.List: %w: %q", ErrMalformedReply, line)
+		}
+		switch k {
+		case "class":
+			vm.Class = v
+		case "state":
+			vm.State = v
+		case "uuid":
+			vm.UUID = v
+		}
+	}
+	return vm, nil
+}
+
+// QubeProperties is a qube as admin.vm.List shows it, with all its
+// properties.
+type QubeProperties struct {
+	VMInfo
+	Properties []Property
+}
+
+// AllProperties returns every qube with its properties in one call
+// (admin.vm.property.GetAllBulk: for each qube its admin.vm.List line, its
+// admin.vm.property.GetAll lines and an empty line). With names, only those
+// properties are returned; without, all of them. The method is a qubesd-go
+// addition: a daemon without it answers ProtocolError "no such method" (see
+// IsNoSuchMethod), and the caller falls back to ListVMs and Properties.
+func (c *Client) AllProperties(ctx context.Context, names ...string) ([]QubeProperties, error) {
+	const method = "admin.vm.property.GetAllBulk"
+	body, err := c.Call(ctx, method, AdminVM, "", []byte(strings.Join(names, " ")))
+	if err != nil {
+		return nil, err
+	}
+	var out []QubeProperties
+	for rest := string(body); rest != ""; {
+		block, after, _ := strings.Cut(rest, "\n\n")
+		rest = after
+		head, props, _ := strings.Cut(block, "\n")
+		vm, err := parseVMLine(head)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", method, err)
+		}
+		ps, err := parseGetAllText(method, props)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, QubeProperties{VMInfo: vm, Properties: ps})
+	}
+	return out, nil
 }
 
 // VMClasses returns the qube classes the daemon can create
