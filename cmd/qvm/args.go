@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
@@ -88,4 +89,32 @@ func normalizeArgs(fs *pflag.FlagSet, args []string) []string {
 		return opts
 	}
 	return append(append(opts, "--"), pos...)
+}
+
+// vmAndUpTo checks "VMNAME [X [Y]]"-style positional arguments: a qube name
+// and at most max arguments in all.
+func vmAndUpTo(max int) func(*cobra.Command, []string) error {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < 1 {
+			return usageErrorf("the following arguments are required: VMNAME")
+		}
+		if len(args) > max {
+			return usageErrorf("unrecognized arguments: %s", strings.Join(args[max:], " "))
+		}
+		return nil
+	}
+}
+
+// checkAllOrNames checks the "--all | VMNAME..." choice of the tools that
+// act on several qubes.
+func checkAllOrNames(all bool, args, exclude []string) error {
+	switch {
+	case all && len(args) > 0:
+		return usageErrorf("argument --all: not allowed with argument VMNAME")
+	case !all && len(args) == 0:
+		return usageErrorf("one of the arguments --all VMNAME is required")
+	case !all && len(exclude) > 0:
+		return usageErrorf("--exclude can only be used with --all")
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,15 +19,7 @@ func newFeaturesCmd(t *tool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:  "TOOL [options] VMNAME [FEATURE [VALUE]]",
 		Long: "Manage a qube's features.\n\nWithout FEATURE, list them; with FEATURE, print its value (exit status 1 if it is not set); with VALUE, set it.",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) < 1 {
-				return usageErrorf("the following arguments are required: VMNAME")
-			}
-			if len(args) > 3 {
-				return usageErrorf("unrecognized arguments: %s", strings.Join(args[3:], " "))
-			}
-			return nil
-		},
+		Args: vmAndUpTo(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runFeatures(cmd.Context(), t, o, args)
 		},

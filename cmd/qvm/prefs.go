@@ -69,15 +69,7 @@ func newPrefsCmd(t *tool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:  "TOOL [options] VMNAME [PROPERTY [VALUE]]",
 		Long: "Show or change a qube's properties.\n\nWithout PROPERTY, list them all: name, then \"-\" for a value of its own, \"D\" for a default, \"U\" for unset, then the value.",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) < 1 {
-				return usageErrorf("the following arguments are required: VMNAME")
-			}
-			if len(args) > 3 {
-				return usageErrorf("unrecognized arguments: %s", strings.Join(args[3:], " "))
-			}
-			return nil
-		},
+		Args: vmAndUpTo(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c := t.client()

@@ -36,13 +36,8 @@ func newRemoveCmd(t *tool) *cobra.Command {
 }
 
 func runRemove(ctx context.Context, t *tool, o *removeOptions, args []string) error {
-	switch {
-	case o.all && len(args) > 0:
-		return usageErrorf("argument --all: not allowed with argument VMNAME")
-	case !o.all && len(args) == 0:
-		return usageErrorf("one of the arguments --all VMNAME is required")
-	case !o.all && len(o.exclude) > 0:
-		return usageErrorf("--exclude can only be used with --all")
+	if err := checkAllOrNames(o.all, args, o.exclude); err != nil {
+		return err
 	}
 	c := t.client()
 	infos, err := c.ListVMs(ctx)
