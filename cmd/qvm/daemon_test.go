@@ -20,7 +20,8 @@ import (
 // (core/daemon, in this process) on a temporary store loaded with the
 // reference's qubes-n10.xml: the CLI and the daemon together, changes
 // persisted to disk. $QUBESD_SOCKET points at it and $STORE at its
-// qubes.xml.
+// qubes.xml. A file "quarantine" in the script names a qube whose record is
+// broken before the daemon starts.
 func TestScriptsRealDaemon(t *testing.T) {
 	fixture, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "qubes-n10.xml"))
 	if err != nil {
@@ -44,6 +45,13 @@ func TestScriptsRealDaemon(t *testing.T) {
 				return err
 			}
 			xml := strings.ReplaceAll(string(fixture), "/var/lib/qubes", data)
+			// a script with a file "quarantine" naming a qube gets that
+			// qube's record broken (memory = "lots")
+			if b, err := os.ReadFile(filepath.Join(e.WorkDir, "quarantine")); err == nil {
+				name := strings.TrimSpace(string(b))
+				xml = strings.Replace(xml, `<property name="name">`+name+`</property>`,
+					`<property name="name">`+name+`</property><property name="memory">lots</property>`, 1)
+			}
 			if err := os.WriteFile(filepath.Join(data, "qubes.xml"), []byte(xml), 0o660); err != nil {
 				return err
 			}

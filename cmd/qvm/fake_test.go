@@ -240,7 +240,7 @@ func (r *replay) answer(req []byte) []byte {
 
 // notInReference are the methods qubesd-go adds; the recorded reference
 // answers them as unknown, which is what the CLI's fallbacks expect.
-var notInReference = map[string]bool{"admin.vm.property.GetAllBulk": true}
+var notInReference = map[string]bool{"admin.vm.property.GetAllBulk": true, "admin.vm.quarantine.List": true}
 
 func (r *replay) takeMisses() []string {
 	r.mu.Lock()

@@ -181,6 +181,7 @@ func runLs(ctx context.Context, t *tool, o *lsOptions, args []string) error {
 	if err != nil {
 		return failure(err)
 	}
+	warnQuarantined(ctx, t, c)
 	l := newLsLoader(c, infos)
 	vms, err := selectVMs(l.all, args, o.exclude, true)
 	if err != nil {
@@ -621,4 +622,21 @@ func lsHelpColumns() string {
 	}
 	b.WriteString("\nAdditionally any VM property may be used as a column, see qvm-prefs --help-properties for available values\n\n")
 	return b.String()
+}
+
+// warnQuarantined tells the user about qubes the daemon could not load: they
+// are not in the listing, and the user should know why. Daemons without
+// admin.vm.quarantine.List (the reference) have none to report.
+func warnQuarantined(ctx context.Context, t *tool, c *admin.Client) {
+	if t.verbosity() < 1 {
+		return
+	}
+	qs, err := c.Quarantined(ctx)
+	if err != nil {
+		return
+	}
+	for _, q := range qs {
+		fmt.Fprintf(t.env.stderr, "%s: warning: %s (%s) is not listed: its record in qubes.xml does not load (%s); it is kept unchanged until fixed\n",
+			t.spec.name, q.Name, q.Class, q.Error)
+	}
 }

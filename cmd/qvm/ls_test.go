@@ -210,7 +210,7 @@ func runWith(t *testing.T, socket string, argv ...string) (string, string, int) 
 }
 
 // TestLsThousandBulk lists 1000 qubes from a daemon with the bulk method:
-// exactly two calls.
+// three calls (vm.List, quarantine.List, GetAllBulk).
 func TestLsThousandBulk(t *testing.T) {
 	f := &bigFake{n: 1000, bulk: true, methods: map[string]int{}}
 	s, err := startFake(f.answer)
@@ -226,14 +226,14 @@ func TestLsThousandBulk(t *testing.T) {
 	if len(lines) != 1001 || lines[1000] != "vm0999  Halted   AppVM    red    debian    sys-firewall" {
 		t.Fatalf("%d lines, last %q", len(lines), lines[len(lines)-1])
 	}
-	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAllBulk"] != 1 || f.calls.Load() != 2 {
+	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAllBulk"] != 1 || f.calls.Load() != 3 {
 		t.Errorf("calls: %v", f.methods)
 	}
 }
 
 // TestLsThousand lists 1000 qubes from a daemon without the bulk method
-// (the reference): one admin.vm.List, the refused bulk call, then one
-// GetAll per qube, at most maxParallel at a time.
+// (the reference): one admin.vm.List, the refused quarantine and bulk
+// calls, then one GetAll per qube, at most maxParallel at a time.
 func TestLsThousand(t *testing.T) {
 	f := &bigFake{n: 1000, methods: map[string]int{}}
 	s, err := startFake(f.answer)
@@ -254,7 +254,7 @@ func TestLsThousand(t *testing.T) {
 		lines[1000] != "vm0999  Halted   AppVM    red    debian    sys-firewall" {
 		t.Errorf("unexpected output:\n%s\n%s\n%s", lines[0], lines[1], lines[1000])
 	}
-	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAll"] != 1000 || f.calls.Load() != 1002 {
+	if f.methods["admin.vm.List"] != 1 || f.methods["admin.vm.property.GetAll"] != 1000 || f.calls.Load() != 1003 {
 		t.Errorf("calls: %v", f.methods)
 	}
 	if p := f.peak.Load(); p > maxParallel || p < 2 {

@@ -160,8 +160,18 @@ func appendProperty(b []byte, h holder, d *property.Descriptor, escaped bool) []
 	if err != nil {
 		return b
 	}
-	text := d.Text(v)
-	if !escaped || strings.IndexAny(text, "\\\n") < 0 {
+	if !escaped {
+		return append(b, d.Text(v)...)
+	}
+	return appendEscaped(b, d.Text(v))
+}
+
+// escapeLine escapes a value for a one-line reply: '\' doubled, newlines
+// as "\n".
+func escapeLine(s string) string { return string(appendEscaped(nil, s)) }
+
+func appendEscaped(b []byte, text string) []byte {
+	if strings.IndexAny(text, "\\\n") < 0 {
 		return append(b, text...)
 	}
 	for i := 0; i < len(text); i++ {

@@ -36,6 +36,21 @@ func addVMMethods(t methodTable) {
 			}
 			return b, nil
 		}},
+		// Not in the reference: qubes whose record in qubes.xml could not
+		// be loaded. They are kept unchanged in the file but unusable until
+		// the record is fixed; listing them tells the user why.
+		&Method{Name: "admin.vm.quarantine.List", Dest: DestAdminVM, Scope: Global, Handle: func(c *Call) ([]byte, error) {
+			var b []byte
+			for _, q := range c.App.Quarantined() {
+				b = append(b, q.Name...)
+				b = append(b, " class="...)
+				b = append(b, q.Class...)
+				b = append(b, " error="...)
+				b = append(b, escapeLine(q.Err.Error())...)
+				b = append(b, '\n')
+			}
+			return b, nil
+		}},
 		&Method{Name: "admin.vm.Remove", Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
 			if c.Dest.IsAdminVM() {
 				return nil, qerr.New(qerr.VMInUse, "'dom0' cannot be removed")

@@ -278,3 +278,37 @@ func lines(body []byte) []string {
 	}
 	return out[:n]
 }
+
+// QuarantinedQube is a qube whose record in qubes.xml could not be loaded:
+// the daemon keeps the record unchanged but the qube cannot be used until
+// the record is fixed.
+type QuarantinedQube struct {
+	Name  string
+	Class string
+	Error string // why the record did not load
+}
+
+// Quarantined lists the quarantined qubes (admin.vm.quarantine.List, a
+// qubesd-go addition: a daemon without it answers ProtocolError "no such
+// method", see IsNoSuchMethod).
+func (c *Client) Quarantined(ctx context.Context) ([]QuarantinedQube, error) {
+	const method = "admin.vm.quarantine.List"
+	body, err := c.Call(ctx, method, AdminVM, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []QuarantinedQube
+	for _, line := range lines(body) {
+		name, rest, _ := strings.Cut(line, " class=")
+		class, msg, ok := strings.Cut(rest, " error=")
+		if !ok {
+			return nil, fmt.Errorf("%s: %w: %q", method, ErrMalformedReply, line)
+		}
+		msg, err := unescapeGetAll(msg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", method, err)
+		}
+		out = append(out, QuarantinedQube{Name: name, Class: class, Error: msg})
+	}
+	return out, nil
+}
