@@ -6,7 +6,7 @@ RUN_DIR   := _run
 # packages a fresh Debian machine lacks: libvirt headers for cgo, pkg-config
 APT_PKGS  := libvirt-dev pkg-config
 # the multi-call CLI answers to these names (symlinks to bin/qvm)
-QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check
+QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check qvm-plugin
 GOFLAGS_TEST ?= -race -count=1
 
 .PHONY: help deps build run test bench fuzz lint clean
@@ -18,6 +18,7 @@ help:
 	@echo "make test   run every test of both modules with -race"
 	@echo "make bench  run the benchmarks"
 	@echo "make lint   gofmt and go vet"
+	@echo "make proto  regenerate sdk/proto (installs protoc and its Go plugins when missing)"
 	@echo "make clean  remove build outputs and ./$(RUN_DIR)/"
 
 # deps installs only what is missing, non-interactively; it is a no-op on a
@@ -71,3 +72,7 @@ lint:
 
 clean:
 	rm -rf $(BIN) $(RUN_DIR)
+
+# make proto / make proto-check: regenerate the plugin protocol's Go code
+# (included last so that `make` alone still means `make help`)
+include mk/proto.mk
