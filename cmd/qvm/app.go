@@ -44,6 +44,7 @@ var tools = []*toolSpec{
 	{name: "qvm-features", sub: "features", short: "Manage a qube's features", build: newFeaturesCmd},
 	{name: "qvm-tags", sub: "tags", short: "Manage a qube's tags", build: newTagsCmd},
 	{name: "qvm-check", sub: "check", short: "Check that qubes exist, run, are templates or networked", build: newCheckCmd},
+	{name: "qvm-plugin", sub: "plugin", short: "Show the daemon's plugins and their state", build: newPluginCmd},
 }
 
 func toolByName(name string) *toolSpec {

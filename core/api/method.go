@@ -95,5 +95,6 @@ func newMethodTable() methodTable {
 	addTagMethods(t)
 	addLabelMethods(t)
 	addEventMethods(t)
+	addPluginMethods(t)
 	return t
 }

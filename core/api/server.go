@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/qubesgo/qubesd/core/pluginhost"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
 )
@@ -26,6 +27,12 @@ type Committer interface {
 // Until lifecycle management is wired in, StaticPowerStates is used.
 type PowerStates interface {
 	PowerState(q *qubes.Qube) string
+}
+
+// PluginStatus reports the state of the configured plugins
+// (core/pluginhost.Host).
+type PluginStatus interface {
+	Status() []pluginhost.Status
 }
 
 // StaticPowerStates reports dom0 as Running and every other qube as Halted:
@@ -52,6 +59,8 @@ type Options struct {
 	// ReadTimeout bounds how long a client may take to send its request.
 	// Default 60 s.
 	ReadTimeout time.Duration
+	// Plugins reports the plugins for admin.plugin.List (nil: none).
+	Plugins PluginStatus
 	// Methods selects the method table: AdminMethods (the default) for
 	// qubesd.sock; NoMethods for qubesd.internal.sock and qubesd.misc.sock
 	// until their methods (qrexec policy, tools' notifications) arrive.

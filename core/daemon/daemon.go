@@ -23,6 +23,7 @@ import (
 
 	"github.com/qubesgo/qubesd/config"
 	"github.com/qubesgo/qubesd/core/api"
+	"github.com/qubesgo/qubesd/core/pluginhost"
 	"github.com/qubesgo/qubesd/core/qubes"
 	"github.com/qubesgo/qubesd/core/store"
 )
@@ -34,6 +35,7 @@ type Daemon struct {
 	store     *store.Store
 	committer *store.Committer
 	app       *qubes.App
+	plugins   *pluginhost.Host
 	servers   []*api.Server
 	sockets   []string
 	done      chan error
@@ -155,7 +157,13 @@ func (d *Daemon) start() (err error) {
 	log.Info("model loaded", "qubes", app.Len(), "quarantined", len(mrep.Quarantined), "took", time.Since(t0))
 	d.committer = store.NewCommitter(d.store, app.Snapshot, log.Named("store"))
 
-	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api")})
+	d.plugins, err = pluginhost.New(cfg, log.Named("plugin"), pluginhost.Options{})
+	if err != nil {
+		return err
+	}
+	d.plugins.Start() // a plugin that fails to start never stops the daemon
+
+	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Plugins: d.plugins})
 	if err := d.listen(cfg.Daemon.SocketPath(), admin); err != nil {
 		return err
 	}
@@ -224,6 +232,9 @@ func removeStaleSocket(path string) error {
 	return os.Remove(path)
 }
 
+// Plugins returns the plugin host.
+func (d *Daemon) Plugins() *pluginhost.Host { return d.plugins }
+
 // App returns the model.
 func (d *Daemon) App() *qubes.App { return d.app }
 
@@ -255,6 +266,9 @@ func (d *Daemon) close() {
 	defer cancel()
 	for _, s := range d.servers {
 		_ = s.Shutdown(ctx)
+	}
+	if d.plugins != nil {
+		d.plugins.Stop()
 	}
 	if d.committer != nil {
 		_ = d.committer.Close()

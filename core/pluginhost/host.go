@@ -1,0 +1,402 @@
+// Package pluginhost launches the plugins the configuration lists, keeps
+// them running, and hands the core Go values that hide the process boundary:
+// a pool driver plugin is a pool.Driver (github.com/qubesgo/qubesd/sdk/pool)
+// like any in-process driver.
+//
+// Each plugin runs in its own process group and dies with the daemon (its
+// parent-death signal is SIGKILL). It gets an explicit environment and a
+// private TMPDIR, talks gRPC over go-plugin with AutoMTLS, and its stderr is
+// re-logged under its name. A binary whose SHA-256 does not match the
+// configured one is not started.
+//
+// A plugin that fails to start, exits or crashes is restarted with a
+// backoff (250 ms doubling up to 30 s); meanwhile calls fail fast with
+// pool.ErrUnavailable and a message that names the plugin and its last
+// error, and Status reports it. Every call has a deadline, so a hung plugin
+// fails its callers instead of holding them.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/qubesgo/qubesd/config"
+	"github.com/qubesgo/qubesd/sdk"
+	sdkplugin "github.com/qubesgo/qubesd/sdk/plugin"
+	"github.com/qubesgo/qubesd/sdk/pool"
+)
+
+// State is where a plugin is in its life.
+type State string
+
+const (
+	Starting   State = "starting"
+	Running    State = "running"
+	Restarting State = "restarting" // waiting to be started again after a failure
+	Stopped    State = "stopped"
+)
+
+// Status is what Host.Status reports of one plugin.
+type Status struct {
+	Name      string
+	Kind      string
+	State     State
+	PID       int // 0 when not running
+	Restarts  int // starts after the first
+	LastError string
+}
+
+// Options tune a Host; the zero value is the production setting.
+type Options struct {
+	// CallTimeout bounds every call to a plugin (default 2 minutes); a
+	// caller's earlier deadline wins.
+	CallTimeout time.Duration
+	// StartTimeout bounds a plugin's start and handshake (default 10 s).
+	StartTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between restarts (defaults
+	// 250 ms and 30 s).
+	MinBackoff, MaxBackoff time.Duration
+	// WatchInterval is how often a running plugin's process is checked
+	// (default 200 ms).
+	WatchInterval time.Duration
+	// RunDir holds the plugins' private temporary directories.
+	RunDir string
+}
+
+// Host supervises the configured plugins.
+type Host struct {
+	log     hclog.Logger
+	opts    Options
+	plugins []*instance // config order
+	byName  map[string]*instance
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New prepares the plugins of cfg; Start launches them.
+func New(cfg *config.Config, log hclog.Logger, opts Options) (*Host, error) {
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = 2 * time.Minute
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 10 * time.Second
+	}
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff = 250 * time.Millisecond
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.WatchInterval == 0 {
+		opts.WatchInterval = 200 * time.Millisecond
+	}
+	if opts.RunDir == "" {
+		opts.RunDir = cfg.Daemon.RunDir
+	}
+	h := &Host{log: log, opts: opts, byName: map[string]*instance{}}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	for _, name := range cfg.PluginOrder {
+		p := cfg.Plugins[name]
+		path, err := cfg.PluginPath(name)
+		if err != nil {
+			return nil, err
+		}
+		conf, err := json.Marshal(p.Config)
+		if err != nil {
+			return nil, fmt.Errorf("plugins.%s.config: cannot hand it to the plugin: %w", name, err)
+		}
+		in := &instance{host: h, name: name, kind: string(p.Kind), path: path, sha256: p.SHA256, config: conf,
+			log: log.Named(name), state: Stopped}
+		in.ready = make(chan struct{})
+		h.plugins = append(h.plugins, in)
+		h.byName[name] = in
+	}
+	return h, nil
+}
+
+// Start launches every plugin and supervises it. It does not wait for the
+// plugins to be ready (see WaitReady): a plugin that does not start never
+// stops the daemon.
+func (h *Host) Start() {
+	for _, in := range h.plugins {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			in.supervise(h.ctx)
+		}()
+	}
+}
+
+// WaitReady waits until every plugin has either started or failed once.
+func (h *Host) WaitReady(ctx context.Context) {
+	for _, in := range h.plugins {
+		select {
+		case <-in.ready:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Stop stops every plugin and waits for the supervisors.
+func (h *Host) Stop() {
+	h.cancel()
+	h.wg.Wait()
+}
+
+// Status reports every plugin, in configuration order.
+func (h *Host) Status() []Status {
+	out := make([]Status, 0, len(h.plugins))
+	for _, in := range h.plugins {
+		out = append(out, in.status())
+	}
+	return out
+}
+
+// PoolDriver returns the pool driver plugin called name as a pool.Driver.
+// Its calls fail with pool.ErrUnavailable while the plugin is not running.
+func (h *Host) PoolDriver(name string) (pool.Driver, error) {
+	in, ok := h.byName[name]
+	if !ok || in.kind != sdkplugin.KindPoolDriver {
+		return nil, fmt.Errorf("no pool-driver plugin %q in the configuration", name)
+	}
+	return &poolProxy{in: in}, nil
+}
+
+// instance is one configured plugin and its current process.
+type instance struct {
+	host   *Host
+	name   string
+	kind   string
+	path   string
+	sha256 string
+	config []byte
+	log    hclog.Logger
+
+	readyOnce sync.Once
+	ready     chan struct{} // closed after the first start attempt
+
+	mu       sync.Mutex
+	state    State
+	client   *goplugin.Client
+	driver   pool.Driver
+	pid      int
+	restarts int
+	lastErr  string
+	starts   int
+}
+
+func (in *instance) status() Status {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return Status{Name: in.name, Kind: in.kind, State: in.state, PID: in.pid, Restarts: in.restarts, LastError: in.lastErr}
+}
+
+func (in *instance) setState(s State, err error) {
+	in.mu.Lock()
+	in.state = s
+	if err != nil {
+		in.lastErr = err.Error()
+	}
+	in.mu.Unlock()
+}
+
+// supervise starts the plugin, watches it and restarts it after failures,
+// until ctx ends.
+func (in *instance) supervise(ctx context.Context) {
+	backoff := in.host.opts.MinBackoff
+	markReady := func() { in.readyOnce.Do(func() { close(in.ready) }) }
+	defer markReady()
+	for {
+		started := time.Now()
+		err := in.start(ctx)
+		if err == nil {
+			markReady()
+			err = in.watch(ctx)
+		}
+		in.kill()
+		if ctx.Err() != nil {
+			in.setState(Stopped, nil)
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = in.host.opts.MinBackoff // it ran well for a while
+		}
+		in.log.Error("plugin failed; restarting it", "error", err, "in", backoff)
+		in.setState(Restarting, err)
+		markReady() // a failed first start is a result too
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			in.setState(Stopped, nil)
+			return
+		}
+		backoff = min(2*backoff, in.host.opts.MaxBackoff)
+	}
+}
+
+// start launches the process, completes the handshake and configures the
+// plugin.
+func (in *instance) start(ctx context.Context) error {
+	in.mu.Lock()
+	in.state = Starting
+	if in.starts > 0 {
+		in.restarts++
+	}
+	in.starts++
+	in.mu.Unlock()
+
+	if err := in.verifyChecksum(); err != nil {
+		return err
+	}
+	tmp := filepath.Join(in.host.opts.RunDir, "plugins", in.name, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("creating the plugin's TMPDIR %s: %w", tmp, err)
+	}
+	cmd := exec.Command(in.path)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=" + tmp, "LANG=C.UTF-8"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+
+	var host goplugin.Plugin
+	switch in.kind {
+	case sdkplugin.KindPoolDriver:
+		host = pool.NewGRPCPlugin(nil)
+	default:
+		return fmt.Errorf("plugins of kind %q are not supported yet", in.kind)
+	}
+	cc := sdkplugin.ClientConfig(in.kind, host, cmd)
+	cc.Logger = in.log
+	cc.SkipHostEnv = true
+	cc.StartTimeout = in.host.opts.StartTimeout
+	cc.SyncStdout, cc.SyncStderr = io.Discard, io.Discard
+	client := goplugin.NewClient(cc)
+	in.mu.Lock()
+	in.client = client
+	in.mu.Unlock()
+
+	rpc, err := client.Client()
+	if err != nil {
+		if strings.Contains(err.Error(), "incompatible API version") {
+			return fmt.Errorf("%s speaks another plugin protocol version than this qubesd (%d): rebuild it with a matching SDK (%w)", in.path, sdk.ProtocolVersion, err)
+		}
+		return fmt.Errorf("starting %s: %w", in.path, err)
+	}
+	raw, err := rpc.Dispense(in.kind)
+	if err != nil {
+		return fmt.Errorf("handshake with %s: %w", in.path, err)
+	}
+	d, ok := raw.(pool.Driver)
+	if !ok {
+		return fmt.Errorf("%s did not serve a pool driver", in.path)
+	}
+	cctx, cancel := context.WithTimeout(ctx, in.host.opts.CallTimeout)
+	defer cancel()
+	info, err := d.Info(cctx)
+	if err != nil {
+		return fmt.Errorf("asking %s for its info: %w", in.path, err)
+	}
+	if err := d.Configure(cctx, in.config); err != nil {
+		return fmt.Errorf("plugins.%s.config refused by the plugin: %w", in.name, err)
+	}
+	// the runner's ID is the process id (ReattachConfig has none when a
+	// runner starts the process)
+	pid, _ := strconv.Atoi(client.ID())
+	in.mu.Lock()
+	in.driver, in.pid, in.state = d, pid, Running
+	in.mu.Unlock()
+	in.log.Info("plugin running", "driver", info.Name, "version", info.Version, "pid", pid)
+	return nil
+}
+
+// verifyChecksum refuses a binary that does not match the configured hash.
+func (in *instance) verifyChecksum() error {
+	if in.sha256 == "" {
+		return nil
+	}
+	f, err := os.Open(in.path)
+	if err != nil {
+		return fmt.Errorf("plugin binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("reading %s: %w", in.path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != in.sha256 {
+		return fmt.Errorf("%s has SHA-256 %s, but plugins.%s.sha256 says %s: refusing to start it (update sha256 after installing a new version)", in.path, got, in.name, in.sha256)
+	}
+	return nil
+}
+
+// watch returns when the plugin process exits or ctx ends.
+func (in *instance) watch(ctx context.Context) error {
+	t := time.NewTicker(in.host.opts.WatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			in.mu.Lock()
+			c := in.client
+			in.mu.Unlock()
+			if c == nil || c.Exited() {
+				return errors.New("the plugin process exited")
+			}
+		}
+	}
+}
+
+// kill stops the current process, if any.
+func (in *instance) kill() {
+	in.mu.Lock()
+	c := in.client
+	in.client, in.driver, in.pid = nil, nil, 0
+	in.mu.Unlock()
+	if c != nil {
+		c.Kill()
+	}
+}
+
+// current returns the running driver or an ErrUnavailable error that says
+// why there is none.
+func (in *instance) current() (pool.Driver, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.state == Running && in.driver != nil {
+		return in.driver, nil
+	}
+	why := string(in.state)
+	if in.lastErr != "" {
+		why += "; last error: " + in.lastErr
+	}
+	return nil, pool.Errorf(pool.ErrUnavailable, "plugin %s is not running (%s)", in.name, why)
+}
+
+// failed records that a call found the plugin broken, so that the watcher
+// restarts it without waiting for its next check.
+func (in *instance) failed(method string, err error) {
+	in.mu.Lock()
+	c := in.client
+	in.mu.Unlock()
+	if c != nil && c.Exited() {
+		in.log.Error("plugin died during a call", "method", method, "error", err)
+	}
+}

@@ -1,0 +1,58 @@
+package plugintests
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/qubesgo/qubesd"
+
+// TestImportRules enforces DESIGN.md §2: plugins import only the sdk
+// module; the sdk never imports the root module; the core never imports
+// plugins. A third-party driver has exactly what ours have.
+func TestImportRules(t *testing.T) {
+	rules := []struct {
+		dir     string
+		allowed func(path string) bool
+		why     string
+	}{
+		{"sdk", func(p string) bool { return strings.HasPrefix(p, module+"/sdk") }, "sdk/ must not import the root module"},
+		{"plugins", func(p string) bool { return strings.HasPrefix(p, module+"/sdk") }, "plugins/ may import only the sdk module"},
+		{"core", func(p string) bool { return !strings.HasPrefix(p, module+"/plugins") }, "core/ must not import plugins/"},
+	}
+	checked := 0
+	for _, r := range rules {
+		root := filepath.Join("..", r.dir)
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") {
+				return nil
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+			if err != nil {
+				return err
+			}
+			checked++
+			for _, imp := range f.Imports {
+				p, _ := strconv.Unquote(imp.Path.Value)
+				if strings.HasPrefix(p, module) && !r.allowed(p) {
+					t.Errorf("%s imports %s: %s", path, p, r.why)
+				}
+			}
+			return nil
+		})
+		if err != nil && !strings.Contains(err.Error(), "no such file") {
+			t.Fatal(err)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no Go files checked")
+	}
+}
