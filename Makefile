@@ -58,7 +58,7 @@ test: deps
 # bench: micro-benchmarks of the hot paths, then the end-to-end measurements
 # of a real daemon (BENCH <name> <value> <unit> lines).
 bench: build
-	$(GO) test -run='^$$' -bench=. -benchmem ./core/...
+	$(GO) test -run='^$$' -bench=. -benchmem ./core/... ./plugintests/
 	$(BIN)/qubesd-bench -bin $(BIN)
 
 fuzz: deps

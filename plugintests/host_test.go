@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,7 +21,7 @@ import (
 
 // startHost runs a plugin host for one pool-driver plugin, binary in bin/,
 // with extra TOML lines for its table.
-func startHost(t *testing.T, binary, extra string, opts pluginhost.Options) (*pluginhost.Host, pool.Driver) {
+func startHost(t testing.TB, binary, extra string, opts pluginhost.Options) (*pluginhost.Host, pool.Driver) {
 	t.Helper()
 	dir := t.TempDir()
 	toml := fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nplugin_dir = %q\n\n[plugins.p]\nkind = \"pool-driver\"\npath = %q\n%s",
@@ -49,7 +50,7 @@ func startHost(t *testing.T, binary, extra string, opts pluginhost.Options) (*pl
 	return h, d
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
@@ -185,4 +186,31 @@ func TestStopLeavesNoProcess(t *testing.T) {
 	if st := h.Status()[0]; st.State != pluginhost.Stopped {
 		t.Errorf("status after Stop: %+v", st)
 	}
+}
+
+// BenchmarkPoolCallRoundTrip measures one storage call through the host's
+// proxy to the example driver's process and back (VolumeInfo of an existing
+// volume: gRPC over go-plugin's unix socket with mutual TLS).
+func BenchmarkPoolCallRoundTrip(b *testing.B) {
+	_, d := startHost(b, "pool-dir", "", pluginhost.Options{})
+	ctx := context.Background()
+	p := pool.Pool{Name: "bench", Config: map[string]string{"dir_path": filepath.Join(b.TempDir(), "pool")}}
+	v := pool.Volume{VID: "appvms/bench/private", Name: "private", Size: 1 << 20, RW: true, SaveOnStop: true}
+	if err := d.Setup(ctx, p); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Create(ctx, p, v); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, 100000)
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := d.VolumeInfo(ctx, p, v); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
 }
