@@ -87,6 +87,8 @@ type App struct {
 
 	kernelMu    sync.Mutex // reads take it too: they run concurrently
 	kernelCache map[string]kernelFiles
+
+	dispatches dispatches // callbacks from other processes during a Read/Write
 }
 
 // New returns an empty model: no labels, no pools, no qubes. Most callers
