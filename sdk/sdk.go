@@ -1,8 +1,10 @@
 // Package sdk is the public surface of qubesd for third parties: the plugin
 // protocol (proto/), the go-plugin handshake both sides share (plugin/),
 // helpers to write storage pool drivers (pool/) and extensions (extension/),
-// the pool-driver conformance suite (pooltest/), a minimal example driver
-// (examples/pool-dir/) and a Go client for the Admin API (admin/).
+// the pool-driver conformance suite (pooltest/), a fake daemon and harness
+// for extension tests (extension/extensiontest/), a minimal example driver
+// (examples/pool-dir/) and extension (examples/ext-hello/), and a Go client
+// for the Admin API (admin/).
 //
 // Stability: the sdk module follows semantic versioning on its own, apart
 // from the daemon. Until v1.0.0 the wire protocols carry their version in
