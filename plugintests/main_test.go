@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 			{"qubesd", "..", "./cmd/qubesd"},
 			{"qvm", "..", "./cmd/qvm"},
 			{"pool-dir", filepath.Join("..", "sdk"), "./examples/pool-dir"},
+			{"ext-hello", filepath.Join("..", "sdk"), "./examples/ext-hello"},
+			{"reenter", "..", "./plugintests/testdata/reenter"},
 			{"hang", "..", "./plugintests/testdata/hang"},
 			{"noisy", "..", "./plugintests/testdata/noisy"},
 			{"otherproto", "..", "./plugintests/testdata/otherproto"},

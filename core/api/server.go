@@ -35,6 +35,34 @@ type PluginStatus interface {
 	Status() []pluginhost.Status
 }
 
+// ExtensionMethods finds Admin API methods that extensions serve
+// (core/pluginhost.Host).
+type ExtensionMethods interface {
+	APIMethod(ctx context.Context, name string) (pluginhost.APIMethod, bool)
+}
+
+// extensionMethod builds a method table row for a method an extension
+// serves: the same validation, permission event, locking and durability as
+// the core's own, then the call routed to the extension under a dispatch
+// (so it may call the core back without deadlocking).
+func (s *Server) extensionMethod(name string) (*Method, bool) {
+	ext, ok := s.opts.Plugins.(ExtensionMethods)
+	if !ok || s.opts.Methods != AdminMethods || !strings.HasPrefix(name, "admin.") {
+		return nil, false
+	}
+	am, ok := ext.APIMethod(s.ctx, name)
+	if !ok {
+		return nil, false
+	}
+	m := &Method{Name: name, Dest: DestRule(am.Spec.Dest), Arg: Presence(am.Spec.Arg), Payload: Presence(am.Spec.Payload), Write: am.Spec.Write}
+	m.Handle = func(c *Call) ([]byte, error) {
+		id, end := c.App.BeginDispatch(m.Write)
+		defer end()
+		return am.Call(context.Background(), id, c.Src.Name(), c.Dest.Name(), c.Arg, c.Payload)
+	}
+	return m, true
+}
+
 // StaticPowerStates reports dom0 as Running and every other qube as Halted:
 // the truth for a system that starts no qubes.
 type StaticPowerStates struct{}
@@ -311,6 +339,9 @@ func (s *Server) prepare(raw []byte) (*Call, error) {
 		return nil, qerr.New(qerr.ProtocolError, "the argument contains non-ASCII characters")
 	}
 	m, ok := s.methods[r.Method]
+	if !ok {
+		m, ok = s.extensionMethod(r.Method)
+	}
 	if !ok {
 		if !isASCII(r.Method) {
 			return nil, qerr.New(qerr.ProtocolError, "no such method: the method name contains non-ASCII characters")

@@ -157,7 +157,15 @@ func (d *Daemon) start() (err error) {
 	log.Info("model loaded", "qubes", app.Len(), "quarantined", len(mrep.Quarantined), "took", time.Since(t0))
 	d.committer = store.NewCommitter(d.store, app.Snapshot, log.Named("store"))
 
-	d.plugins, err = pluginhost.New(cfg, log.Named("plugin"), pluginhost.Options{})
+	states := api.StaticPowerStates{}
+	d.plugins, err = pluginhost.New(cfg, log.Named("plugin"), pluginhost.Options{
+		Model: app,
+		HostService: &pluginhost.HostService{
+			App:        app,
+			PowerState: states.PowerState,
+			Commit:     d.committer.Commit,
+		},
+	})
 	if err != nil {
 		return err
 	}

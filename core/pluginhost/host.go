@@ -37,7 +37,9 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/qubesgo/qubesd/config"
+	"github.com/qubesgo/qubesd/core/qubes"
 	"github.com/qubesgo/qubesd/sdk"
+	"github.com/qubesgo/qubesd/sdk/extension"
 	sdkplugin "github.com/qubesgo/qubesd/sdk/plugin"
 	"github.com/qubesgo/qubesd/sdk/pool"
 )
@@ -77,6 +79,12 @@ type Options struct {
 	WatchInterval time.Duration
 	// RunDir holds the plugins' private temporary directories.
 	RunDir string
+	// Model is the model extensions subscribe to and call back into (nil:
+	// extensions are refused).
+	Model *qubes.App
+	// HostService is what extensions may call back; New builds one on
+	// Model when nil.
+	HostService extension.HostService
 }
 
 // Host supervises the configured plugins.
@@ -110,6 +118,9 @@ func New(cfg *config.Config, log hclog.Logger, opts Options) (*Host, error) {
 	if opts.RunDir == "" {
 		opts.RunDir = cfg.Daemon.RunDir
 	}
+	if opts.HostService == nil && opts.Model != nil {
+		opts.HostService = &HostService{App: opts.Model}
+	}
 	h := &Host{log: log, opts: opts, byName: map[string]*instance{}}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for _, name := range cfg.PluginOrder {
@@ -127,6 +138,9 @@ func New(cfg *config.Config, log hclog.Logger, opts Options) (*Host, error) {
 		in.ready = make(chan struct{})
 		h.plugins = append(h.plugins, in)
 		h.byName[name] = in
+	}
+	if opts.Model != nil {
+		h.attachExtensions(opts.Model)
 	}
 	return h, nil
 }
@@ -196,7 +210,8 @@ type instance struct {
 	mu       sync.Mutex
 	state    State
 	client   *goplugin.Client
-	driver   pool.Driver
+	driver   pool.Driver     // pool-driver plugins
+	ext      *extensionState // extension plugins
 	pid      int
 	restarts int
 	lastErr  string
@@ -275,11 +290,15 @@ func (in *instance) start(ctx context.Context) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
 	var host goplugin.Plugin
-	switch in.kind {
-	case sdkplugin.KindPoolDriver:
+	switch {
+	case in.kind == sdkplugin.KindPoolDriver:
 		host = pool.NewGRPCPlugin(nil)
+	case in.kind == sdkplugin.KindExtension && in.ext != nil:
+		p := extension.NewGRPCPlugin(nil)
+		p.Logger = in.log
+		host = p
 	default:
-		return fmt.Errorf("plugins of kind %q are not supported yet", in.kind)
+		return fmt.Errorf("plugins of kind %q cannot run here (an extension needs the daemon's model)", in.kind)
 	}
 	cc := sdkplugin.ClientConfig(in.kind, host, cmd)
 	cc.Logger = in.log
@@ -302,18 +321,40 @@ func (in *instance) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("handshake with %s: %w", in.path, err)
 	}
-	d, ok := raw.(pool.Driver)
-	if !ok {
-		return fmt.Errorf("%s did not serve a pool driver", in.path)
-	}
 	cctx, cancel := context.WithTimeout(ctx, in.host.opts.CallTimeout)
 	defer cancel()
-	info, err := d.Info(cctx)
-	if err != nil {
-		return fmt.Errorf("asking %s for its info: %w", in.path, err)
-	}
-	if err := d.Configure(cctx, in.config); err != nil {
-		return fmt.Errorf("plugins.%s.config refused by the plugin: %w", in.name, err)
+	var d pool.Driver
+	var what string
+	switch x := raw.(type) {
+	case pool.Driver:
+		info, err := x.Info(cctx)
+		if err != nil {
+			return fmt.Errorf("asking %s for its info: %w", in.path, err)
+		}
+		if err := x.Configure(cctx, in.config); err != nil {
+			return fmt.Errorf("plugins.%s.config refused by the plugin: %w", in.name, err)
+		}
+		d, what = x, "driver "+info.Name+" "+info.Version
+	case *extension.Client:
+		info, err := x.Info(cctx)
+		if err != nil {
+			return fmt.Errorf("asking %s for its info: %w", in.path, err)
+		}
+		if err := x.Configure(cctx, in.config, in.host.opts.HostService); err != nil {
+			return fmt.Errorf("plugins.%s.config refused by the plugin: %w", in.name, err)
+		}
+		subs, err := x.Subscriptions(cctx)
+		if err != nil {
+			return fmt.Errorf("asking %s for its subscriptions: %w", in.path, err)
+		}
+		methods, err := x.Methods(cctx)
+		if err != nil {
+			return fmt.Errorf("asking %s for its Admin API methods: %w", in.path, err)
+		}
+		in.setExtension(x, subs, methods)
+		what = "extension " + info.Name + " " + info.Version
+	default:
+		return fmt.Errorf("%s serves %T, not a %s", in.path, raw, in.kind)
 	}
 	// the runner's ID is the process id (ReattachConfig has none when a
 	// runner starts the process)
@@ -321,7 +362,7 @@ func (in *instance) start(ctx context.Context) error {
 	in.mu.Lock()
 	in.driver, in.pid, in.state = d, pid, Running
 	in.mu.Unlock()
-	in.log.Info("plugin running", "driver", info.Name, "version", info.Version, "pid", pid)
+	in.log.Info("plugin running", "plugin", what, "pid", pid)
 	return nil
 }
 
@@ -370,6 +411,14 @@ func (in *instance) kill() {
 	c := in.client
 	in.client, in.driver, in.pid = nil, nil, 0
 	in.mu.Unlock()
+	if in.ext != nil {
+		in.ext.mu.Lock()
+		if in.ext.client != nil {
+			_ = in.ext.client.Close()
+		}
+		in.ext.client = nil // keep subs: PreVeto ones fail closed while down
+		in.ext.mu.Unlock()
+	}
 	if c != nil {
 		c.Kill()
 	}

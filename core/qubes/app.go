@@ -89,6 +89,7 @@ type App struct {
 	kernelCache map[string]kernelFiles
 
 	dispatches dispatches // callbacks from other processes during a Read/Write
+	writing    bool       // inside Write; guarded by mu
 }
 
 // New returns an empty model: no labels, no pools, no qubes. Most callers
@@ -143,10 +144,17 @@ func (a *App) Read(fn func() error) error {
 func (a *App) Write(fn func() error) (uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.writing = true
+	defer func() { a.writing = false }()
 	err := fn()
 	a.version++
 	return a.version, err
 }
+
+// Writing reports whether the caller runs inside Write (true) or Read
+// (false). Only meaningful inside one of them: readers and the writer never
+// run at the same time, so the answer is about the caller's own lock.
+func (a *App) Writing() bool { return a.writing }
 
 // Version returns the current model version. Call it inside Read or Write.
 func (a *App) Version() uint64 { return a.version }
