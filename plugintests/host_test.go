@@ -114,10 +114,12 @@ func TestRefusedPlugins(t *testing.T) {
 		{"checksum mismatch", "pool-dir", `sha256 = "` + strings.Repeat("0", 64) + `"`, "refusing to start it"},
 		{"other protocol version", "otherproto", "", "speaks another plugin protocol version than this qubesd (1)"},
 		{"missing binary", "no-such-plugin", "", "no-such-plugin"},
+		{"another handshake cookie", "othercookie", "", "did not complete qubesd's plugin handshake"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, d := startHost(t, tc.binary, tc.extra, pluginhost.Options{MinBackoff: time.Second})
 			st := h.Status()[0]
+			t.Logf("refusal: %s", st.LastError)
 			if st.State == pluginhost.Running || !strings.Contains(st.LastError, tc.want) {
 				t.Fatalf("status %+v, want a refusal saying %q", st, tc.want)
 			}

@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 			{"hang", "..", "./plugintests/testdata/hang"},
 			{"noisy", "..", "./plugintests/testdata/noisy"},
 			{"otherproto", "..", "./plugintests/testdata/otherproto"},
+			{"othercookie", "..", "./plugintests/testdata/othercookie"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.dir

@@ -312,8 +312,11 @@ func (in *instance) start(ctx context.Context) error {
 
 	rpc, err := client.Client()
 	if err != nil {
-		if strings.Contains(err.Error(), "incompatible API version") {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "incompatible API version"):
 			return fmt.Errorf("%s speaks another plugin protocol version than this qubesd (%d): rebuild it with a matching SDK (%w)", in.path, sdk.ProtocolVersion, err)
+		case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "exited before we could connect"):
+			return fmt.Errorf("%s did not complete qubesd's plugin handshake: is it a qubesd plugin built with the qubesd SDK? (%w)", in.path, err)
 		}
 		return fmt.Errorf("starting %s: %w", in.path, err)
 	}
