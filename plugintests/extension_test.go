@@ -20,7 +20,7 @@ import (
 )
 
 // fixtureModel loads the reference's qubes-n10.xml.
-func fixtureModel(t *testing.T) *qubes.App {
+func fixtureModel(t testing.TB) *qubes.App {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "qubes-n10.xml"))
 	if err != nil {
@@ -40,12 +40,14 @@ func fixtureModel(t *testing.T) *qubes.App {
 
 // startExtensions runs a plugin host with the given extensions (binaries
 // in bin/, in this order) subscribed to app.
-func startExtensions(t *testing.T, app *qubes.App, names ...string) *pluginhost.Host {
+func startExtensions(t testing.TB, app *qubes.App, names ...string) *pluginhost.Host {
 	t.Helper()
 	dir := t.TempDir()
 	toml := fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nplugin_dir = %q\n", filepath.Join(dir, "data"), dir, bin)
-	for _, n := range names {
-		toml += fmt.Sprintf("\n[plugins.%s]\nkind = \"extension\"\npath = %q\n", n, n)
+	for i, n := range names {
+		// the same binary may run several times: NAME#i
+		bin, _, _ := strings.Cut(n, "#")
+		toml += fmt.Sprintf("\n[plugins.p%d]\nkind = \"extension\"\npath = %q\n", i, bin)
 	}
 	cfg, err := config.Parse([]byte(toml), "test")
 	if err != nil {

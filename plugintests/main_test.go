@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 			{"noisy", "..", "./plugintests/testdata/noisy"},
 			{"otherproto", "..", "./plugintests/testdata/otherproto"},
 			{"othercookie", "..", "./plugintests/testdata/othercookie"},
+			{"benchext", "..", "./plugintests/testdata/benchext"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.dir
