@@ -120,7 +120,7 @@ func TestRefusedPlugins(t *testing.T) {
 			h, d := startHost(t, tc.binary, tc.extra, pluginhost.Options{MinBackoff: time.Second})
 			st := h.Status()[0]
 			t.Logf("refusal: %s", st.LastError)
-			if st.State == pluginhost.Running || !strings.Contains(st.LastError, tc.want) {
+			if st.State != pluginhost.Unavailable || !strings.Contains(st.LastError, tc.want) {
 				t.Fatalf("status %+v, want a refusal saying %q", st, tc.want)
 			}
 			_, err := d.Info(context.Background())

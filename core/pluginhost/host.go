@@ -48,10 +48,13 @@ import (
 type State string
 
 const (
-	Starting   State = "starting"
-	Running    State = "running"
-	Restarting State = "restarting" // waiting to be started again after a failure
-	Stopped    State = "stopped"
+	Starting State = "starting"
+	Running  State = "running"
+	// Unavailable (a pool driver) and Degraded (an extension): the plugin
+	// failed and waits to be started again; LastError says why.
+	Unavailable State = "unavailable"
+	Degraded    State = "degraded"
+	Stopped     State = "stopped"
 )
 
 // Status is what Host.Status reports of one plugin.
@@ -255,7 +258,7 @@ func (in *instance) supervise(ctx context.Context) {
 			backoff = in.host.opts.MinBackoff // it ran well for a while
 		}
 		in.log.Error("plugin failed; restarting it", "error", err, "in", backoff)
-		in.setState(Restarting, err)
+		in.setState(in.failedState(), err)
 		markReady() // a failed first start is a result too
 		select {
 		case <-time.After(backoff):
@@ -265,6 +268,14 @@ func (in *instance) supervise(ctx context.Context) {
 		}
 		backoff = min(2*backoff, in.host.opts.MaxBackoff)
 	}
+}
+
+// failedState is the state of a failed plugin of this kind.
+func (in *instance) failedState() State {
+	if in.kind == sdkplugin.KindExtension {
+		return Degraded
+	}
+	return Unavailable
 }
 
 // start launches the process, completes the handshake and configures the

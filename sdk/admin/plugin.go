@@ -12,7 +12,7 @@ import (
 type PluginInfo struct {
 	Name      string
 	Kind      string // pool-driver or extension
-	State     string // starting, running, restarting, stopped
+	State     string // starting, running, unavailable (a failed pool driver), degraded (a failed extension), stopped
 	PID       int    // 0 when not running
 	Restarts  int
 	LastError string
