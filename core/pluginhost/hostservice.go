@@ -68,22 +68,25 @@ func (h *HostService) write(ctx context.Context, id uint64, fn func() error) err
 	return nil
 }
 
-func (h *HostService) holder(subject string) (holder, error) {
-	if subject == "" {
-		return h.App, nil
+// property finds a property of the qube subject ("" = the app).
+func (h *HostService) property(subject, name string) (holder, *property.Descriptor, error) {
+	var o holder = h.App
+	if subject != "" {
+		q, err := h.App.Qube(subject)
+		if err != nil {
+			return nil, nil, err
+		}
+		o = q
 	}
-	return h.App.Qube(subject)
+	d, err := o.Descriptor(name)
+	return o, d, err
 }
 
 func (h *HostService) qube(name string) (*qubes.Qube, error) { return h.App.Qube(name) }
 
 func (h *HostService) GetProperty(_ context.Context, id uint64, subject, name string) (p extension.Property, err error) {
 	err = h.read(id, func() error {
-		o, err := h.holder(subject)
-		if err != nil {
-			return err
-		}
-		d, err := o.Descriptor(name)
+		o, d, err := h.property(subject, name)
 		if err != nil {
 			return err
 		}
@@ -98,11 +101,7 @@ func (h *HostService) GetProperty(_ context.Context, id uint64, subject, name st
 
 func (h *HostService) SetProperty(ctx context.Context, id uint64, subject, name, value string) error {
 	return h.write(ctx, id, func() error {
-		o, err := h.holder(subject)
-		if err != nil {
-			return err
-		}
-		d, err := o.Descriptor(name)
+		o, d, err := h.property(subject, name)
 		if err != nil {
 			return err
 		}
@@ -112,11 +111,7 @@ func (h *HostService) SetProperty(ctx context.Context, id uint64, subject, name,
 
 func (h *HostService) ResetProperty(ctx context.Context, id uint64, subject, name string) error {
 	return h.write(ctx, id, func() error {
-		o, err := h.holder(subject)
-		if err != nil {
-			return err
-		}
-		d, err := o.Descriptor(name)
+		o, d, err := h.property(subject, name)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/qubesgo/qubesd/sdk/plugin"
+
 	hostv1 "github.com/qubesgo/qubesd/sdk/proto/host/v1"
 )
 
@@ -184,24 +186,14 @@ func isTransport(err error) bool {
 // code, Canceled or DeadlineExceeded for the context errors, the code of a
 // gRPC status error, OK for nil and Unknown otherwise.
 func Code(err error) codes.Code {
-	if err == nil {
-		return codes.OK
-	}
-	for _, k := range kinds {
-		if errors.Is(err, k.err) {
-			return k.code
+	return plugin.StatusCode(err, func(err error) (codes.Code, bool) {
+		for _, k := range kinds {
+			if errors.Is(err, k.err) {
+				return k.code, true
+			}
 		}
-	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return codes.Canceled
-	}
-	if s, ok := status.FromError(err); ok {
-		return s.Code()
-	}
-	return codes.Unknown
+		return 0, false
+	})
 }
 
 // ToStatus converts an error to the gRPC status error an adapter sends:

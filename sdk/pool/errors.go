@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/qubesgo/qubesd/sdk/plugin"
 )
 
 // The kinds of error a driver returns, to be matched with errors.Is. Wrap
@@ -76,26 +78,17 @@ func Errorf(kind error, format string, args ...any) error {
 // its kind (ResourceExhausted for ENOSPC), Canceled or DeadlineExceeded for the context errors, the code
 // of a gRPC status error, OK for nil and Unknown for anything else.
 func Code(err error) codes.Code {
-	if err == nil {
-		return codes.OK
-	}
-	for _, k := range kinds {
-		if errors.Is(err, k.err) {
-			return k.code
+	return plugin.StatusCode(err, func(err error) (codes.Code, bool) {
+		for _, k := range kinds {
+			if errors.Is(err, k.err) {
+				return k.code, true
+			}
 		}
-	}
-	switch {
-	case errors.Is(err, syscall.ENOSPC):
-		return codes.ResourceExhausted
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return codes.Canceled
-	}
-	if s, ok := status.FromError(err); ok {
-		return s.Code()
-	}
-	return codes.Unknown
+		if errors.Is(err, syscall.ENOSPC) {
+			return codes.ResourceExhausted, true
+		}
+		return 0, false
+	})
 }
 
 // ToStatus converts a driver's error to the gRPC status error the server
