@@ -6,11 +6,6 @@ package qubes
 // rejected with the reference's error kind and message (and the value left
 // as it was), and Reset. TestPropertyTableCoverage fails when a class or the
 // application gains a property that has no row here.
-//
-// Where the model disagrees with the reference (its recorded replies in
-// shared/fixtures, its source, or the spec) the case is kept with a bug note
-// and skipped, so that it shows in `go test -v` output until fixed; with
-// QUBES_TEST_BUGS=1 in the environment those cases run (and fail).
 
 import (
 	"errors"
@@ -233,7 +228,6 @@ func ptRead(h ptHolder, d *P) (ptState, error) {
 type ptOK struct {
 	in, want string
 	setup    func(*ptEnv) error // runs inside the same Write, before SetText
-	bug      string
 }
 
 // ptBad is a value SetText must refuse with kind and msg (msg a prefix when
@@ -244,7 +238,6 @@ type ptBad struct {
 	msg    string
 	prefix bool
 	setup  func(*ptEnv) error
-	bug    string
 }
 
 // ptReset says what Reset does when it is not simply "back to the row's
@@ -275,7 +268,6 @@ type ptRow struct {
 	// reset must be given for explicit rows; nil means back to the fresh
 	// default.
 	reset *ptReset
-	bug   string // the default itself is wrong
 }
 
 func (r ptRow) expected(e *ptEnv) (ptState, string, error) {
@@ -884,16 +876,6 @@ func ptName(in string) string {
 	return strings.ReplaceAll(in, "/", "∕")
 }
 
-// ptSkipBug skips a case that shows a known bug, unless the environment
-// variable QUBES_TEST_BUGS is set (then the case runs and fails while the
-// bug is there).
-func ptSkipBug(t *testing.T, bug string) {
-	t.Helper()
-	if bug != "" && os.Getenv("QUBES_TEST_BUGS") == "" {
-		t.Skip(bug)
-	}
-}
-
 // ptForEachRow runs f for every row of every class, as subtests
 // class/property.
 func ptForEachRow(t *testing.T, f func(t *testing.T, class string, r ptRow)) {
@@ -937,7 +919,6 @@ func TestPropertyDefaults(t *testing.T) {
 			e := newPropEnv(t)
 			for _, r := range ptClassRows(class) {
 				t.Run(r.name, func(t *testing.T) {
-					ptSkipBug(t, r.bug)
 					_ = e.a.Read(func() error {
 						h, err := e.subject(class)
 						if err != nil {
@@ -998,7 +979,6 @@ func TestPropertySetAccepted(t *testing.T) {
 		for _, c := range r.ok {
 			t.Run(ptName(c.in), func(t *testing.T) {
 				t.Parallel()
-				ptSkipBug(t, c.bug)
 				e := newPropEnv(t)
 				_, err := e.a.Write(func() error {
 					if c.setup != nil {
@@ -1049,7 +1029,6 @@ func TestPropertySetRejected(t *testing.T) {
 		for _, c := range r.bad {
 			t.Run(ptName(c.in), func(t *testing.T) {
 				t.Parallel()
-				ptSkipBug(t, c.bug)
 				e := newPropEnv(t)
 				_, err := e.a.Write(func() error {
 					if c.setup != nil {
@@ -1097,11 +1076,8 @@ func TestPropertyReset(t *testing.T) {
 		}
 		t.Parallel()
 		var first *ptOK
-		for i := range r.ok {
-			if r.ok[i].bug == "" {
-				first = &r.ok[i]
-				break
-			}
+		if len(r.ok) > 0 {
+			first = &r.ok[0]
 		}
 		if first == nil && !r.explicit {
 			t.Fatalf("settable property %s has no accepted value to reset from", r.name)
@@ -1432,7 +1408,6 @@ func TestPropertyResetRefused(t *testing.T) {
 // raw payload (ASCII, printable) belong to the Admin API layer.
 func TestPropertySetReferenceReplies(t *testing.T) {
 	apiLevel := []string{"Non-ASCII bytes in property value", "Invalid characters in property value"}
-	bugs := map[string]string{} // "dest prop payload" → why the model still differs
 	n := 0
 	for i, l := range readTranscript(t, "admin-api/public-n10-read.jsonl") {
 		m := l.Req.Method
@@ -1457,7 +1432,6 @@ func TestPropertySetReferenceReplies(t *testing.T) {
 		key := l.Req.Dest + " " + l.Req.Arg + " " + l.Req.Payload
 		t.Run(fmt.Sprintf("%d %s %s", i+1, m, ptName(key)), func(t *testing.T) {
 			t.Parallel()
-			ptSkipBug(t, bugs[key])
 			a, _, _ := loadFixture(t)
 			_, _ = a.Write(func() error {
 				var h ptHolder = a
