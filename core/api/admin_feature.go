@@ -2,6 +2,7 @@ package api
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/qubesgo/qubesd/core/qerr"
@@ -65,7 +66,7 @@ func addTagMethods(t methodTable) {
 	t.add(
 		&Method{Name: "admin.vm.tag.List", Handle: func(c *Call) ([]byte, error) {
 			tags := append([]string(nil), c.Dest.Tags.All()...)
-			sortStrings(tags)
+			slices.Sort(tags)
 			return lines(tags), nil
 		}},
 		&Method{Name: "admin.vm.tag.Get", Arg: Required, Handle: func(c *Call) ([]byte, error) {

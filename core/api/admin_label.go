@@ -1,9 +1,9 @@
 package api
 
 import (
-	"slices"
 	"strconv"
 
+	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
 )
@@ -44,7 +44,7 @@ func addLabelMethods(t methodTable) {
 				return nil, err
 			}
 			if _, err := c.App.Label(c.Arg); err == nil {
-				return nil, qerr.New(qerr.LabelInUse, "Label is still in use: %s", quoteRepr(c.Arg))
+				return nil, qerr.New(qerr.LabelInUse, "Label is still in use: %s", property.PyRepr(c.Arg))
 			}
 			if !isASCII(string(c.Payload)) {
 				return nil, qerr.New(qerr.InvalidLabelValue, "Label value must only contain ASCII characters")
@@ -60,5 +60,3 @@ func addLabelMethods(t methodTable) {
 		}},
 	)
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

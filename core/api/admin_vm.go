@@ -5,10 +5,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
 )
@@ -56,7 +58,7 @@ func addVMMethods(t methodTable) {
 				return nil, qerr.New(qerr.VMInUse, "'dom0' cannot be removed")
 			}
 			if s := c.Server.opts.States.PowerState(c.Dest); c.Dest.HasVM() && s != "Halted" {
-				return nil, qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", quoteRepr(c.Dest.Name()))
+				return nil, qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", property.PyRepr(c.Dest.Name()))
 			}
 			return nil, c.App.Remove(c.Dest)
 		}},
@@ -141,11 +143,11 @@ func createQube(c *Call, cl *qubes.Class, allowPool bool) error {
 	for _, untrusted := range strings.Split(string(c.Payload), " ") {
 		key, value, ok := strings.Cut(untrusted, "=")
 		if !ok {
-			return qerr.New(qerr.ProtocolError, "Options must be key=value pairs separated by spaces, got %s", quoteRepr(untrusted))
+			return qerr.New(qerr.ProtocolError, "Options must be key=value pairs separated by spaces, got %s", property.PyRepr(untrusted))
 		}
 		if seen[key] {
 			if key == "pool" || strings.HasPrefix(key, "pool:") {
-				return qerr.New(qerr.ProtocolError, "Option %s must be unique", quoteRepr(key))
+				return qerr.New(qerr.ProtocolError, "Option %s must be unique", property.PyRepr(key))
 			}
 			return qerr.New(qerr.ProtocolError, "Options must be unique")
 		}
@@ -168,7 +170,7 @@ func createQube(c *Call, cl *qubes.Class, allowPool bool) error {
 			opt.Pool = value
 		case strings.HasPrefix(key, "pool:") && allowPool:
 			vol := strings.TrimPrefix(key, "pool:")
-			if !contains(createVolumes, vol) {
+			if !slices.Contains(createVolumes, vol) {
 				return qerr.New(qerr.ProtocolError, "Volume must be one of: %s", strings.Join(createVolumes, ", "))
 			}
 			opt.Pools[vol] = value
@@ -231,13 +233,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -5,14 +5,11 @@ import (
 	"strings"
 
 	"github.com/qubesgo/qubesd/core/events"
-	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
 )
 
 var uuidRe = regexp.MustCompile(`\A[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]*\z`)
-
-func quoteRepr(s string) string { return property.PyRepr(s) }
 
 // checkPermission fires admin-permission:<method> on the source qube, with
 // the destination and argument. A handler error is a refusal. The policy

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -178,7 +179,7 @@ func loadNormalizer(t testing.TB) *normalizer {
 
 func (n *normalizer) apply(method, arg, s string) string {
 	for _, r := range n.rules {
-		if r.methods != nil && !contains(r.methods, method) || r.args != nil && !contains(r.args, arg) {
+		if r.methods != nil && !slices.Contains(r.methods, method) || r.args != nil && !slices.Contains(r.args, arg) {
 			continue
 		}
 		if r.newOnly {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/qubesgo/qubesd/core/pluginhost"
+	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
 )
@@ -346,7 +347,7 @@ func (s *Server) prepare(raw []byte) (*Call, error) {
 		if !isASCII(r.Method) {
 			return nil, qerr.New(qerr.ProtocolError, "no such method: the method name contains non-ASCII characters")
 		}
-		return nil, qerr.New(qerr.ProtocolError, "no such method: %s", quoteRepr(r.Method))
+		return nil, qerr.New(qerr.ProtocolError, "no such method: %s", property.PyRepr(r.Method))
 	}
 	c.Method = m
 	switch {
@@ -370,7 +371,7 @@ func (s *Server) prepare(raw []byte) (*Call, error) {
 func (s *Server) lookup(untrusted string) (*qubes.Qube, error) {
 	if rest, ok := strings.CutPrefix(untrusted, "uuid:"); ok {
 		if len(untrusted) != 41 || !uuidRe.MatchString(rest) {
-			return nil, qerr.New(qerr.VMInvalidUUID, "VM UUID is not valid: %s", quoteRepr(rest))
+			return nil, qerr.New(qerr.VMInvalidUUID, "VM UUID is not valid: %s", property.PyRepr(rest))
 		}
 		return s.app.QubeByUUID(rest)
 	}

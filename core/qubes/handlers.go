@@ -1,6 +1,8 @@
 package qubes
 
 import (
+	"slices"
+
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
@@ -96,7 +98,7 @@ func (a *App) registerCoreHandlers() {
 		}
 		name, _ := e.Arg("name")
 		n, _ := name.(string)
-		if !contains(templateInherited, n) {
+		if !slices.Contains(templateInherited, n) {
 			return nil
 		}
 		nv, _ := e.Arg("newvalue")
@@ -326,13 +328,4 @@ func (q *Qube) initGUITags() {
 func mustArg(e *events.Event, k string) any {
 	v, _ := e.Arg(k)
 	return v
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 )
 
@@ -119,7 +120,7 @@ func (a *App) addLabel(l *Label) error {
 	}
 	for _, o := range a.labels {
 		if o.Name == l.Name {
-			return qerr.New(qerr.LabelInUse, "Label is still in use: %s", quote(l.Name))
+			return qerr.New(qerr.LabelInUse, "Label is still in use: %s", property.PyRepr(l.Name))
 		}
 	}
 	i := 0
@@ -168,7 +169,7 @@ func (a *App) RemoveLabel(name string) error {
 		}
 	}
 	if len(users) > 0 {
-		return qerr.New(qerr.LabelInUse, "Label is still in use: %s (by %s)", quote(name), strings.Join(users, ", "))
+		return qerr.New(qerr.LabelInUse, "Label is still in use: %s (by %s)", property.PyRepr(name), strings.Join(users, ", "))
 	}
 	for i, o := range a.labels {
 		if o == l {
@@ -178,6 +179,3 @@ func (a *App) RemoveLabel(name string) error {
 	}
 	return nil
 }
-
-// quote renders a name as the reference's messages do ('name').
-func quote(s string) string { return "'" + s + "'" }

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 )
 
@@ -129,7 +130,7 @@ func (a *App) Create(c *Class, opt CreateOptions) (*Qube, error) {
 				return nil, qerr.New(qerr.ValueError, "Template for the qube not specified, nor default template set.")
 			}
 			if !opt.Template.IsTemplate() {
-				return nil, qerr.New(qerr.PropertyValueError, "wrong VM class: domains[%s] is of type %s and not TemplateVM", quote(opt.Template.name), opt.Template.class.Name)
+				return nil, qerr.New(qerr.PropertyValueError, "wrong VM class: domains[%s] is of type %s and not TemplateVM", property.PyRepr(opt.Template.name), opt.Template.class.Name)
 			}
 		}
 		if opt.Template != nil {
@@ -219,7 +220,7 @@ func (a *App) refuseIfReferenced(q *Qube) error {
 	system, qubes := a.References(q, nil, nil)
 	if refs := append(system, qubes...); len(refs) > 0 {
 		a.log.Error("refusing to remove a qube still in use", "qube", q.name, "used_by", joinRefs(refs))
-		return qerr.New(qerr.VMInUse, "Domain is in use: %s; used by: %s", quote(q.name), joinRefs(refs))
+		return qerr.New(qerr.VMInUse, "Domain is in use: %s; used by: %s", property.PyRepr(q.name), joinRefs(refs))
 	}
 	return nil
 }
@@ -229,7 +230,7 @@ func (a *App) refuseIfReferenced(q *Qube) error {
 // (domain-pre-delete names every reference). Fires domain-delete.
 func (a *App) Remove(q *Qube) error {
 	if q.IsAdminVM() {
-		return qerr.New(qerr.VMInUse, "%s cannot be removed", quote(q.name))
+		return qerr.New(qerr.VMInUse, "%s cannot be removed", property.PyRepr(q.name))
 	}
 	if q.Has("installed_by_rpm") && q.boolean("installed_by_rpm") {
 		return qerr.New(qerr.VMInUse, "VM installed by package manager: %s", q.name)

@@ -159,7 +159,7 @@ func setDefaultNetVM(h property.Holder, _ *P, v any) (any, error) {
 		}
 	}
 	if looped != nil {
-		return nil, qerr.New(qerr.PropertyValueError, "Network loop on %s", quote(looped.name))
+		return nil, qerr.New(qerr.PropertyValueError, "Network loop on %s", property.PyRepr(looped.name))
 	}
 	// Deliberately stricter than the reference, which accepts a default that
 	// gives its followers no network at all.

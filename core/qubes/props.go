@@ -172,9 +172,9 @@ func setDisposableTemplate(h property.Holder, d *P, v any) (any, error) {
 	if !q.boolean("template_for_dispvms") {
 		target := "system"
 		if o, ok := h.(*Qube); ok {
-			target = "qube " + quote(o.name)
+			target = "qube " + property.PyRepr(o.name)
 		}
-		return nil, qerr.New(qerr.PropertyValueError, "Cannot set invalid property to %s, %s %s has template_for_dispvms set to False", target, d.Name, quote(q.name))
+		return nil, qerr.New(qerr.PropertyValueError, "Cannot set invalid property to %s, %s %s has template_for_dispvms set to False", target, d.Name, property.PyRepr(q.name))
 	}
 	return v, nil
 }
