@@ -3,7 +3,6 @@ package plugintests
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,25 +15,12 @@ import (
 	"github.com/qubesgo/qubesd/core/pluginhost"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
-	"github.com/qubesgo/qubesd/core/store"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 )
 
 // fixtureModel loads the reference's qubes-n10.xml.
 func fixtureModel(t testing.TB) *qubes.App {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "qubes-n10.xml"))
-	if err != nil {
-		t.Fatalf("the fixture store is needed (shared/ beside the repository): %v", err)
-	}
-	dir := t.TempDir()
-	doc, err := store.Decode([]byte(strings.ReplaceAll(string(raw), "/var/lib/qubes", dir)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := qubes.Load(doc, qubes.Options{DataDir: dir, HostMemoryMiB: 16384, HostCPUs: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := qubestest.FixtureModel(t, "qubes-n10.xml")
 	return a
 }
 

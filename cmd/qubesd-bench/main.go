@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 	"github.com/qubesgo/qubesd/core/store"
 	"github.com/qubesgo/qubesd/sdk/admin"
 )
@@ -184,14 +185,11 @@ func (b *bench) size(n int, floor string) error {
 // prepare writes an n-qube store and a config into dir.
 func prepare(dir string, n int) (cfgPath, sock string, err error) {
 	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(filepath.Join(data, "vm-kernels", "6.6.0-baseline"), 0o755); err != nil {
+	if err := qubestest.MakeDataDir(data); err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(filepath.Join(data, "vm-kernels", "6.6.0-baseline", "vmlinuz"), nil, 0o644); err != nil {
-		return "", "", err
-	}
-	xml := strings.ReplaceAll(string(store.Encode(store.GenerateDocument(n))), "/var/lib/qubes", data)
-	if err := os.WriteFile(filepath.Join(data, "qubes.xml"), []byte(xml), 0o660); err != nil {
+	xml := qubestest.Mapped(store.Encode(store.GenerateDocument(n)), data)
+	if err := os.WriteFile(filepath.Join(data, "qubes.xml"), xml, 0o660); err != nil {
 		return "", "", err
 	}
 	cfg := fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nlog_level = \"warn\"\n", data, dir)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/qubesgo/qubesd/config"
 	"github.com/qubesgo/qubesd/core/daemon"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 )
 
 // TestScriptsRealDaemon runs testdata/daemon/*.txtar against a real qubesd
@@ -23,9 +24,9 @@ import (
 // qubes.xml. A file "quarantine" in the script names a qube whose record is
 // broken before the daemon starts.
 func TestScriptsRealDaemon(t *testing.T) {
-	fixture, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "qubes-n10.xml"))
+	fixture, err := os.ReadFile(qubestest.Fixture(t, "qubes-n10.xml"))
 	if err != nil {
-		t.Fatalf("the fixture store is needed (shared/ beside the repository): %v", err)
+		t.Fatal(err)
 	}
 	testscript.Run(t, testscript.Params{
 		Dir:  filepath.Join("testdata", "daemon"),
@@ -37,14 +38,10 @@ func TestScriptsRealDaemon(t *testing.T) {
 			}
 			e.Defer(func() { os.RemoveAll(dir) })
 			data := filepath.Join(dir, "data")
-			kernel := filepath.Join(data, "vm-kernels", "6.6.0-baseline")
-			if err := os.MkdirAll(kernel, 0o755); err != nil {
+			if err := qubestest.MakeDataDir(data); err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(kernel, "vmlinuz"), nil, 0o644); err != nil {
-				return err
-			}
-			xml := strings.ReplaceAll(string(fixture), "/var/lib/qubes", data)
+			xml := string(qubestest.Mapped(fixture, data))
 			// a script with a file "quarantine" naming a qube gets that
 			// qube's record broken (memory = "lots")
 			if b, err := os.ReadFile(filepath.Join(e.WorkDir, "quarantine")); err == nil {

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/qubesgo/qubesd/core/qubes"
-	"github.com/qubesgo/qubesd/core/store"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 )
 
 // FuzzDispatch feeds arbitrary requests to Server.Call and checks that
@@ -102,35 +100,19 @@ type fuzzServer struct {
 }
 
 func newFuzzServer(f *testing.F) *fuzzServer {
-	dir := f.TempDir()
-	k := filepath.Join(dir, "vm-kernels", "6.6.0-baseline")
-	if err := os.MkdirAll(k, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	for _, name := range []string{"vmlinuz", "initramfs", "modules.img"} {
-		if err := os.WriteFile(filepath.Join(k, name), nil, 0o644); err != nil {
-			f.Fatal(err)
-		}
-	}
+	dir := qubestest.DataDir(f)
 	raw, err := os.ReadFile(fixture(f, "admin-api/public-n10-qubes.xml"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	return &fuzzServer{dir: dir, doc: []byte(strings.ReplaceAll(string(raw), refBase, dir))}
+	return &fuzzServer{dir: dir, doc: qubestest.Mapped(raw, dir)}
 }
 
 // server returns the worker's server, rebuilding it when due. Changes stay
 // in memory (no Committer): the fuzzer checks dispatch, not the disk.
 func (fz *fuzzServer) server(t *testing.T) *Server {
 	if fz.s == nil || fz.stale || fz.calls >= fuzzRebuild {
-		doc, err := store.Decode(fz.doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		app, _, err := qubes.Load(doc, qubes.Options{DataDir: fz.dir, HostMemoryMiB: 16384, HostCPUs: 2, AdminMaxMemMiB: 4096})
-		if err != nil {
-			t.Fatal(err)
-		}
+		app := qubestest.Load(t, fz.doc, fz.dir)
 		fz.s, fz.calls, fz.stale = New(Options{App: app}), 0, false
 	}
 	fz.calls++

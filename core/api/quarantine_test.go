@@ -3,25 +3,18 @@ package api
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 	"github.com/qubesgo/qubesd/core/store"
 )
 
 // TestQuarantineList: a qube whose record does not load is listed with its
 // class and the reason; the others are served as usual.
 func TestQuarantineList(t *testing.T) {
-	dir := t.TempDir()
-	k := filepath.Join(dir, "vm-kernels", "6.6.0-baseline")
-	if err := os.MkdirAll(k, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(k, "vmlinuz"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := qubestest.DataDir(t)
 	raw, err := os.ReadFile(fixture(t, "qubes-n10.xml"))
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/qubesgo/qubesd/core/events"
-	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 	"github.com/qubesgo/qubesd/core/store"
 )
 
@@ -23,16 +23,9 @@ import (
 // the documented normalisations. Methods that belong to later issues are
 // listed as pending with the issue they wait for.
 
-const refBase = "/var/lib/qubes"
+const refBase = qubestest.RefDataDir
 
-func fixture(t testing.TB, name string) string {
-	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "fixtures", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s not found (shared/ must sit beside the repository): %v", name, err)
-	}
-	return p
-}
+func fixture(t testing.TB, name string) string { return qubestest.Fixture(t, name) }
 
 // pending maps method prefixes to the work they wait for.
 var pending = []struct{ prefix, waits string }{
@@ -200,28 +193,7 @@ func (n *normalizer) apply(method, arg, s string) string {
 // directory and serves it, saving through a real store.
 func replayServer(t testing.TB) (*Server, string) {
 	t.Helper()
-	dir := t.TempDir()
-	k := filepath.Join(dir, "vm-kernels", "6.6.0-baseline")
-	if err := os.MkdirAll(k, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"vmlinuz", "initramfs", "modules.img"} {
-		if err := os.WriteFile(filepath.Join(k, f), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw, err := os.ReadFile(fixture(t, "admin-api/public-n10-qubes.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := store.Decode([]byte(strings.ReplaceAll(string(raw), refBase, dir)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, rep, err := qubes.Load(doc, qubes.Options{DataDir: dir, HostMemoryMiB: 16384, HostCPUs: 2, AdminMaxMemMiB: 4096})
-	if err != nil || len(rep.Quarantined) > 0 {
-		t.Fatalf("load: %v %v", err, rep.Quarantined)
-	}
+	app, dir := qubestest.FixtureModel(t, "admin-api/public-n10-qubes.xml")
 	st, err := store.Open(filepath.Join(dir, "qubes.xml"), store.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 	"github.com/qubesgo/qubesd/core/store"
 )
 
@@ -29,35 +30,10 @@ import (
 // fails a test instead of hanging it. It is never what a test asserts.
 const hangGuard = 60 * time.Second
 
-// newModel returns a model of store.GenerateDocument(n) — dom0,
-// debian-12-xfce, sys-net, sys-firewall and vm0001…vm<n> — whose data
-// directory is a fresh temporary directory with the kernel the document
-// names.
+// newModel returns a model of store.GenerateDocument(n) in a fresh data
+// directory.
 func newModel(t testing.TB, n int) (*qubes.App, string) {
-	t.Helper()
-	dir := t.TempDir()
-	k := filepath.Join(dir, "vm-kernels", "6.6.0-baseline")
-	if err := os.MkdirAll(k, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"vmlinuz", "initramfs", "modules.img"} {
-		if err := os.WriteFile(filepath.Join(k, f), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw := store.Encode(store.GenerateDocument(n))
-	doc, err := store.Decode(bytes.ReplaceAll(raw, []byte(refBase), []byte(dir)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, rep, err := qubes.Load(doc, qubes.Options{DataDir: dir, HostMemoryMiB: 16384, HostCPUs: 2, AdminMaxMemMiB: 4096})
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	if len(rep.Quarantined) > 0 {
-		t.Fatalf("load quarantined %v", rep.Quarantined)
-	}
-	return app, dir
+	return qubestest.GeneratedModel(t, n)
 }
 
 // newStore opens a store for the model in dir and a Committer saving it

@@ -3,33 +3,18 @@ package pluginhost
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/qubesgo/qubesd/core/qubes"
-	"github.com/qubesgo/qubesd/core/store"
+	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 	"github.com/qubesgo/qubesd/sdk/extension"
 )
 
 // fixtureApp loads the reference's qubes-n10.xml into a model.
 func fixtureApp(t *testing.T) *qubes.App {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "qubes-n10.xml"))
-	if err != nil {
-		t.Fatalf("the fixture store is needed (shared/ beside the repository): %v", err)
-	}
-	dir := t.TempDir()
-	doc, err := store.Decode([]byte(strings.ReplaceAll(string(raw), "/var/lib/qubes", dir)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := qubes.Load(doc, qubes.Options{DataDir: dir, HostMemoryMiB: 16384, HostCPUs: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := qubestest.FixtureModel(t, "qubes-n10.xml")
 	return a
 }
 
