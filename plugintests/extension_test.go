@@ -28,6 +28,13 @@ func fixtureModel(t testing.TB) *qubes.App {
 // in bin/, in this order) subscribed to app.
 func startExtensions(t testing.TB, app *qubes.App, names ...string) *pluginhost.Host {
 	t.Helper()
+	return startExtensionsWith(t, app, pluginhost.Options{}, names...)
+}
+
+// startExtensionsWith is startExtensions with options for the host (its
+// RunDir, Model and MinBackoff are set here).
+func startExtensionsWith(t testing.TB, app *qubes.App, opts pluginhost.Options, names ...string) *pluginhost.Host {
+	t.Helper()
 	dir := t.TempDir()
 	toml := fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nplugin_dir = %q\n", filepath.Join(dir, "data"), dir, bin)
 	for i, n := range names {
@@ -39,8 +46,8 @@ func startExtensions(t testing.TB, app *qubes.App, names ...string) *pluginhost.
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := pluginhost.New(cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}),
-		pluginhost.Options{RunDir: dir, Model: app, MinBackoff: 50 * time.Millisecond})
+	opts.RunDir, opts.Model, opts.MinBackoff = dir, app, 50*time.Millisecond
+	h, err := pluginhost.New(cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func (in *instance) deliver(app *qubes.App, e *events.Event) error {
 	if !ok {
 		return nil
 	}
-	ev := extension.Event{Subject: subjectName(e.Subject), Name: e.Name, Kwargs: extensionKwargs(e.Kwargs), Pre: sub.Mode == extension.PreVeto}
+	ev := extension.Event{Subject: subjectName(e.Subject), Name: e.Name, Kwargs: extensionKwargs(e.Kwargs), Mode: sub.Mode}
 	if sub.Mode == extension.Notify {
 		select {
 		case in.ext.queue <- ev:
@@ -151,10 +151,14 @@ func (in *instance) notifyWorker(ctx context.Context) {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, DefaultEventTimeout)
-			if _, err := c.HandleEvent(cctx, ev); err != nil {
+			_, err := c.HandleEvent(cctx, ev)
+			cancel()
+			if err != nil {
 				in.log.Warn("extension failed a notify event", "event", ev.Name, "error", err)
 			}
-			cancel()
+			if f := in.host.opts.Notified; f != nil {
+				f(in.name, ev.Name, err)
+			}
 		}
 	}
 }

@@ -339,10 +339,10 @@ func TestHandleEvent(t *testing.T) {
 		t.Errorf("the extension got\n%+v\nwant\n%+v", got, ev)
 	}
 
-	// A pre-event: Pre set, the error is a veto with its message.
+	// A pre-event: its mode arrives, the error is a veto with its message.
 	_, err = c.HandleEvent(ctx, extension.Event{DispatchID: 2, Subject: "work", Name: "domain-feature-pre-set:forbidden",
-		Kwargs: []extension.KV{{"feature", "forbidden"}, {"do", "veto"}}})
-	if !got.Pre || got.DispatchID != 2 {
+		Kwargs: []extension.KV{{"feature", "forbidden"}, {"do", "veto"}}, Mode: extension.PreVeto})
+	if got.Mode != extension.PreVeto || got.DispatchID != 2 {
 		t.Errorf("pre-event delivered as %+v", got)
 	}
 	if typ, msg := extension.ExceptionOf(err); !errors.Is(err, extension.ErrVeto) || typ != "QubesException" || msg != "feature forbidden may not be set on work" {
@@ -350,18 +350,19 @@ func TestHandleEvent(t *testing.T) {
 	}
 
 	// A Sync handler's error aborts the event the same way, with its class.
-	_, err = c.HandleEvent(ctx, extension.Event{DispatchID: 3, Subject: "work", Name: "domain-feature-set:x", Kwargs: []extension.KV{{"do", "class"}}})
-	if typ, _ := extension.ExceptionOf(err); got.Pre || !errors.Is(err, extension.ErrVeto) || !errors.Is(err, extension.ErrState) || typ != "QubesVMNotHaltedError" || err.Error() != "halt work first" {
-		t.Errorf("sync error: %v (%s), pre %v", err, typ, got.Pre)
+	_, err = c.HandleEvent(ctx, extension.Event{DispatchID: 3, Subject: "work", Name: "domain-feature-set:x", Kwargs: []extension.KV{{"do", "class"}}, Mode: extension.Sync})
+	if typ, _ := extension.ExceptionOf(err); got.Mode != extension.Sync || !errors.Is(err, extension.ErrVeto) || !errors.Is(err, extension.ErrState) || typ != "QubesVMNotHaltedError" || err.Error() != "halt work first" {
+		t.Errorf("sync error: %v (%s), mode %v", err, typ, got.Mode)
 	}
 	_, err = c.HandleEvent(ctx, extension.Event{Name: "domain-feature-set:x", Kwargs: []extension.KV{{"do", "plain"}}})
 	if typ, _ := extension.ExceptionOf(err); !errors.Is(err, extension.ErrVeto) || typ != "QubesException" || err.Error() != "handler failed" {
 		t.Errorf("plain error: %v (%s)", err, typ)
 	}
-	// Transport errors stay transport errors.
+	// Whatever a handler returns is the event's error, even a transport
+	// kind: the stream carries every handler error as a veto.
 	_, err = c.HandleEvent(ctx, extension.Event{Name: "domain-feature-set:x", Kwargs: []extension.KV{{"do", "unavailable"}}})
-	if !errors.Is(err, extension.ErrUnavailable) || errors.Is(err, extension.ErrVeto) {
-		t.Errorf("unavailable: %v", err)
+	if !errors.Is(err, extension.ErrVeto) || err.Error() != "busy" {
+		t.Errorf("a handler's unavailable error: %v", err)
 	}
 	_, err = c.HandleEvent(ctx, extension.Event{Name: "domain-feature-set:x", Kwargs: []extension.KV{{"do", "badresult"}}})
 	if err == nil || !strings.Contains(err.Error(), "cannot carry") {

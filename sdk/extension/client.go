@@ -47,8 +47,10 @@ type Client struct {
 	done   context.Context
 	logger hclog.Logger
 
-	mu   sync.Mutex
-	host *grpc.Server // serving the HostService of the last Configure
+	mu     sync.Mutex
+	host   *grpc.Server // serving the HostService of the last Configure
+	events *eventStream // nil until the first event
+	closed bool
 }
 
 var _ Extension = (*Client)(nil)
@@ -175,14 +177,18 @@ func stopServer(s *grpc.Server) {
 	}
 }
 
-// Close stops the host service the plugin was given. The plugin's Host
-// calls fail from then on; call it when the plugin is stopped or
-// replaced. It is idempotent.
+// Close ends the Events stream (events in flight fail with
+// ErrUnavailable) and stops the host service the plugin was given: the
+// plugin's Host calls fail from then on. Call it when the plugin is
+// stopped or replaced. It is idempotent.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	s := c.host
-	c.host = nil
+	s, st := c.host, c.events
+	c.host, c.events, c.closed = nil, nil, true
 	c.mu.Unlock()
+	if st != nil {
+		st.close()
+	}
 	stopServer(s)
 	return nil
 }
@@ -206,26 +212,52 @@ func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
 	return subs, nil
 }
 
-// HandleEvent delivers e. extension.v1 does not carry e.Pre: the plugin's
-// SDK derives it from its own PreVeto subscriptions.
+// HandleEvent delivers e on the Events stream and waits for the answer, or
+// for ctx. A stream that broke (the plugin exited, or ended it) fails the
+// events in flight with ErrUnavailable; the next event opens a new one.
 func (c *Client) HandleEvent(ctx context.Context, e Event) ([]any, error) {
 	kwargs, err := kvsToProto(e.Kwargs)
 	if err != nil {
 		return nil, Errorf(ErrInvalid, "event %s: kwarg %v", e.Name, err)
 	}
-	r, err := c.c.HandleEvent(ctx, &extensionv1.HandleEventRequest{
+	req := &extensionv1.EventRequest{
 		DispatchId: formatDispatchID(e.DispatchID),
 		Subject:    e.Subject,
 		Name:       e.Name,
 		Kwargs:     kwargs,
-	})
+		Mode:       extensionv1.Mode(e.Mode),
+	}
+	st, err := c.eventStream()
 	if err != nil {
-		return nil, c.err("HandleEvent", err)
+		return nil, err
+	}
+	r, err := st.roundTrip(ctx, req)
+	if err != nil {
+		return nil, c.err("Events", err)
 	}
 	if r.GetVeto() != nil {
 		return nil, exceptionFromProto(r.GetVeto(), ErrVeto)
 	}
 	return valuesFromProto(r.GetResults()), nil
+}
+
+// eventStream returns the open Events stream, opening one if there is
+// none or the last one broke.
+func (c *Client) eventStream() (*eventStream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, Errorf(ErrUnavailable, "extension client closed")
+	}
+	if c.events != nil && !c.events.broken() {
+		return c.events, nil
+	}
+	st, err := openEventStream(c.c)
+	if err != nil {
+		return nil, c.err("Events", err)
+	}
+	c.events = st
+	return st, nil
 }
 
 // Methods lists the plugin's methods. extension.v1 carries the name, the

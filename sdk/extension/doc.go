@@ -49,16 +49,17 @@
 //
 // A Host call may itself fire events the extension subscribed to: the
 // daemon calls HandleEvent again while the first HandleEvent is still
-// running. The SDK never serialises calls, so this nests freely; an
-// extension guarding its state with a mutex must not hold it across Host
-// calls.
+// running. The SDK runs every Sync and PreVeto event on its own goroutine,
+// so this nests freely; an extension guarding its state with a mutex must
+// not hold it across Host calls. Notify events are handled one at a time,
+// in the order they were fired.
 //
 // # Events
 //
 // Event.Name is the full name ("domain-feature-set:hello"); Subscription
 // patterns are full names or prefixes ending in "*". Kwargs keep the order
-// the firer gave. Event.Pre is set when the event matches one of the
-// extension's PreVeto subscriptions: the handler's error is then a veto,
+// the firer gave. Event.Mode is the mode of the subscription the event
+// matched; for PreVeto the handler's error is a veto,
 // and its message is what the user sees. An error from a Sync or Notify
 // handler is logged by the daemon and the event goes on. Results go back to
 // the firer for Sync and PreVeto subscriptions.
@@ -119,9 +120,11 @@
 // and stops the previous one; Close stops the last. The daemon implements
 // HostService in Go and never touches protobuf.
 //
-// What extension.v1 does not carry yet, the SDK makes up for on the
-// plugin's side: Event.Pre (derived from the extension's PreVeto
-// subscriptions) and MethodSpec's Dest, Arg and a required Payload
+// Events travel on one long-lived Events stream per plugin process, opened
+// by the Client on the first event and reopened if it breaks: each
+// EventRequest carries an id its EventResponse repeats. What extension.v1
+// does not carry yet, the SDK makes up for on the plugin's side:
+// MethodSpec's Dest, Arg and a required Payload
 // (checked by the plugin's SDK; the daemon's Client reports them as
 // DestAny and Optional). Dispatch ids travel as decimal strings, "" for 0.
 //

@@ -163,9 +163,11 @@ type Event struct {
 	// Values are of the types listed under "Values" in the package
 	// documentation.
 	Kwargs []KV
-	// Pre is set for a pre-event, whose error is a veto. The SDK sets it
-	// when the event matches one of the extension's PreVeto subscriptions.
-	Pre bool
+	// Mode is the mode of the subscription the event matched. PreVeto: a
+	// pre-event, and the handler's error is a veto. Notify: the event was
+	// queued, and is handled outside the firer's dispatch (DispatchID is
+	// 0).
+	Mode Mode
 }
 
 // Arg returns the value of the keyword argument key, and whether it was

@@ -2,6 +2,9 @@ package extension
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -9,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/qubesgo/qubesd/sdk"
+	"github.com/qubesgo/qubesd/sdk/plugin"
 	extensionv1 "github.com/qubesgo/qubesd/sdk/proto/extension/v1"
 	hostv1 "github.com/qubesgo/qubesd/sdk/proto/host/v1"
 )
@@ -131,48 +135,89 @@ func (s *server) Subscriptions(ctx context.Context, _ *extensionv1.Subscriptions
 	return resp, nil
 }
 
-// isPre reports whether name matches one of e's PreVeto subscriptions.
-func (s *server) isPre(ctx context.Context, name string) (bool, error) {
-	subs, err := s.subscriptions(ctx)
-	if err != nil {
-		return false, err
+// notifyBacklog is how many Notify events may wait for the one goroutine
+// that handles them in order. The daemon sends one at a time; a client
+// that sends more waits when it is full, through the stream's flow
+// control.
+const notifyBacklog = 256
+
+// Events serves the event stream: every Sync and PreVeto event on its own
+// goroutine (a handler's Host call may cause another event to arrive
+// before it returns), Notify events one at a time in order. It returns
+// when the daemon ends the stream, once the handlers running have
+// answered.
+func (s *server) Events(stream extensionv1.Extension_EventsServer) error {
+	ctx := stream.Context()
+	var sendMu sync.Mutex
+	answer := func(r *extensionv1.EventRequest) {
+		resp := s.handleEvent(ctx, r)
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		_ = stream.Send(resp) // fails only once the stream is gone
 	}
-	for _, sub := range subs {
-		if sub.Mode == PreVeto && sub.Matches(name) {
-			return true, nil
+	var handlers sync.WaitGroup
+	notify := make(chan *extensionv1.EventRequest, notifyBacklog)
+	handlers.Go(func() {
+		for r := range notify {
+			answer(r)
 		}
+	})
+	defer func() {
+		close(notify)
+		handlers.Wait()
+	}()
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if r.GetMode() == extensionv1.Mode_MODE_NOTIFY {
+			select {
+			case notify <- r:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		handlers.Go(func() { answer(r) })
 	}
-	return false, nil
 }
 
-func (s *server) HandleEvent(ctx context.Context, r *extensionv1.HandleEventRequest) (*extensionv1.HandleEventResponse, error) {
+// handleEvent runs the extension's handler for one event and builds its
+// answer: results, or the handler's error as the veto. A panic is logged
+// and answered as an error, so a PreVeto event fails closed.
+func (s *server) handleEvent(ctx context.Context, r *extensionv1.EventRequest) (resp *extensionv1.EventResponse) {
+	resp = &extensionv1.EventResponse{Id: r.GetId()}
+	defer func() {
+		if p := recover(); p != nil {
+			resp.Results = nil
+			resp.Veto = exceptionToProto(plugin.Panicked(plugin.Logger(), "event "+r.GetName(), p))
+		}
+	}()
 	id, err := parseDispatchID(r.GetDispatchId())
 	if err != nil {
-		return nil, ToStatus(err)
-	}
-	pre, err := s.isPre(ctx, r.GetName())
-	if err != nil {
-		return nil, ToStatus(err)
+		resp.Veto = exceptionToProto(err)
+		return resp
 	}
 	ev := Event{
 		DispatchID: id,
 		Subject:    r.GetSubject(),
 		Name:       r.GetName(),
 		Kwargs:     kvsFromProto(r.GetKwargs()),
-		Pre:        pre,
+		Mode:       Mode(r.GetMode()),
 	}
 	results, err := s.e.HandleEvent(ctx, ev)
 	if err != nil {
-		if isTransport(err) {
-			return nil, ToStatus(err)
-		}
-		return &extensionv1.HandleEventResponse{Veto: exceptionToProto(err)}, nil
+		resp.Veto = exceptionToProto(err)
+		return resp
 	}
-	vals, err := valuesToProto(results)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "extension: %s returned a result the protocol cannot carry: %v", ev.Name, err)
+	if resp.Results, err = valuesToProto(results); err != nil {
+		resp.Veto = exceptionToProto(fmt.Errorf("extension: %s returned a result the protocol cannot carry: %w", ev.Name, err))
 	}
-	return &extensionv1.HandleEventResponse{Results: vals}, nil
+	return resp
 }
 
 // methodSpecs returns e's methods by name, asking e once per Configure.

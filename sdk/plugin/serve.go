@@ -68,10 +68,17 @@ func RecoverUnary(logger hclog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				logger.Error("plugin call panicked", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-				resp, err = nil, status.Errorf(codes.Internal, "plugin panicked in %s: %v", info.FullMethod, r)
+				resp, err = nil, status.Error(codes.Internal, Panicked(logger, info.FullMethod, r).Error())
 			}
 		}()
 		return handler(ctx, req)
 	}
+}
+
+// Panicked logs a recovered panic r of the work described by what (a gRPC
+// method, an event) with the stack, and returns the error to answer with.
+// Call it from the deferred function that recovered.
+func Panicked(logger hclog.Logger, what string, r any) error {
+	logger.Error("plugin panicked", "in", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return fmt.Errorf("plugin panicked in %s: %v", what, r)
 }

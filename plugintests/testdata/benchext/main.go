@@ -1,6 +1,7 @@
 // Command benchext is an extension for benchmarks: it answers Sync events
-// "bench-sync" and "property-set:*" with "ok", and acknowledges each Notify
-// event "bench-notify" by firing "bench-notify-ack" back through the Host.
+// "bench-sync" and "property-set:*" with "ok", handles Notify events
+// "bench-notify" by doing nothing, and acknowledges each Notify event
+// "bench-callback" by firing "bench-notify-ack" back through the Host.
 package main
 
 import (
@@ -32,11 +33,12 @@ func (*bench) Subscriptions(context.Context) ([]extension.Subscription, error) {
 		{Pattern: "bench-sync", Mode: extension.Sync},
 		{Pattern: "property-set:*", Mode: extension.Sync},
 		{Pattern: "bench-notify", Mode: extension.Notify},
+		{Pattern: "bench-callback", Mode: extension.Notify},
 	}, nil
 }
 
 func (b *bench) HandleEvent(ctx context.Context, e extension.Event) ([]any, error) {
-	if e.Name == "bench-notify" {
+	if e.Name == "bench-callback" {
 		b.mu.Lock()
 		host := b.host
 		b.mu.Unlock()

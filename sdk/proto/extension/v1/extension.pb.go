@@ -3,9 +3,10 @@
 // The daemon is the client, the plugin serves Extension. Start-up, after
 // every (re)start: Info, then Configure (the daemon has started serving
 // host.v1's Host over go-plugin's broker and passes its id), then
-// Subscriptions and Methods. From then on the daemon calls HandleEvent for
-// the events subscribed to and CallMethod for the Admin API methods the
-// extension serves, after its own permission checks.
+// Subscriptions and Methods. From then on the daemon delivers the events
+// subscribed to on one long-lived Events stream, and calls CallMethod for
+// the Admin API methods the extension serves, after its own permission
+// checks.
 //
 // Errors: a domain error (a veto, an Admin API exception) travels in the
 // response as a host.v1.Exception; gRPC statuses are for transport and
@@ -509,34 +510,42 @@ func (x *SubscriptionsResponse) GetSubscriptions() []*Subscription {
 	return nil
 }
 
-type HandleEventRequest struct {
+type EventRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// dispatch_id: pass it on every host.v1 call made while handling.
-	DispatchId string `protobuf:"bytes,1,opt,name=dispatch_id,json=dispatchId,proto3" json:"dispatch_id,omitempty"`
+	// id: chosen by the daemon, unique on the stream; the response repeats it.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// dispatch_id: pass it on every host.v1 call made while handling, as the
+	// decimal string it is ("" on NOTIFY events: they are handled outside
+	// the firer's dispatch, and host calls then take the daemon's locks).
+	DispatchId string `protobuf:"bytes,2,opt,name=dispatch_id,json=dispatchId,proto3" json:"dispatch_id,omitempty"`
 	// subject: the qube the event fired on; "" = the app.
-	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
 	// name: the event's name, e.g. "domain-pre-start".
-	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	// kwargs: the event's keyword arguments, in the order the firer gave.
-	Kwargs        []*v1.KeyValue `protobuf:"bytes,4,rep,name=kwargs,proto3" json:"kwargs,omitempty"`
+	Kwargs []*v1.KeyValue `protobuf:"bytes,5,rep,name=kwargs,proto3" json:"kwargs,omitempty"`
+	// mode: the mode of the subscription the event matched. A PRE_VETO event
+	// is a pre-event: a veto refuses it. A NOTIFY event's response is only
+	// logged when it carries an error.
+	Mode          Mode `protobuf:"varint,6,opt,name=mode,proto3,enum=qubesd.extension.v1.Mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *HandleEventRequest) Reset() {
-	*x = HandleEventRequest{}
+func (x *EventRequest) Reset() {
+	*x = EventRequest{}
 	mi := &file_extension_v1_extension_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *HandleEventRequest) String() string {
+func (x *EventRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*HandleEventRequest) ProtoMessage() {}
+func (*EventRequest) ProtoMessage() {}
 
-func (x *HandleEventRequest) ProtoReflect() protoreflect.Message {
+func (x *EventRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_extension_v1_extension_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -548,63 +557,80 @@ func (x *HandleEventRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use HandleEventRequest.ProtoReflect.Descriptor instead.
-func (*HandleEventRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use EventRequest.ProtoReflect.Descriptor instead.
+func (*EventRequest) Descriptor() ([]byte, []int) {
 	return file_extension_v1_extension_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *HandleEventRequest) GetDispatchId() string {
+func (x *EventRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *EventRequest) GetDispatchId() string {
 	if x != nil {
 		return x.DispatchId
 	}
 	return ""
 }
 
-func (x *HandleEventRequest) GetSubject() string {
+func (x *EventRequest) GetSubject() string {
 	if x != nil {
 		return x.Subject
 	}
 	return ""
 }
 
-func (x *HandleEventRequest) GetName() string {
+func (x *EventRequest) GetName() string {
 	if x != nil {
 		return x.Name
 	}
 	return ""
 }
 
-func (x *HandleEventRequest) GetKwargs() []*v1.KeyValue {
+func (x *EventRequest) GetKwargs() []*v1.KeyValue {
 	if x != nil {
 		return x.Kwargs
 	}
 	return nil
 }
 
-type HandleEventResponse struct {
+func (x *EventRequest) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+type EventResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// id: the id of the EventRequest answered.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// results: returned to the firer (SYNC and PRE_VETO events).
-	Results []*v1.Value `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	// veto: PRE_VETO only; refuses the event with this exception.
-	Veto          *v1.Exception `protobuf:"bytes,2,opt,name=veto,proto3" json:"veto,omitempty"`
+	Results []*v1.Value `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	// veto: the handler's error. For PRE_VETO it refuses the event with this
+	// exception; for SYNC and NOTIFY the daemon logs it and goes on.
+	Veto          *v1.Exception `protobuf:"bytes,3,opt,name=veto,proto3" json:"veto,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *HandleEventResponse) Reset() {
-	*x = HandleEventResponse{}
+func (x *EventResponse) Reset() {
+	*x = EventResponse{}
 	mi := &file_extension_v1_extension_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *HandleEventResponse) String() string {
+func (x *EventResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*HandleEventResponse) ProtoMessage() {}
+func (*EventResponse) ProtoMessage() {}
 
-func (x *HandleEventResponse) ProtoReflect() protoreflect.Message {
+func (x *EventResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_extension_v1_extension_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -616,19 +642,26 @@ func (x *HandleEventResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use HandleEventResponse.ProtoReflect.Descriptor instead.
-func (*HandleEventResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use EventResponse.ProtoReflect.Descriptor instead.
+func (*EventResponse) Descriptor() ([]byte, []int) {
 	return file_extension_v1_extension_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *HandleEventResponse) GetResults() []*v1.Value {
+func (x *EventResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *EventResponse) GetResults() []*v1.Value {
 	if x != nil {
 		return x.Results
 	}
 	return nil
 }
 
-func (x *HandleEventResponse) GetVeto() *v1.Exception {
+func (x *EventResponse) GetVeto() *v1.Exception {
 	if x != nil {
 		return x.Veto
 	}
@@ -965,16 +998,19 @@ const file_extension_v1_extension_proto_rawDesc = "" +
 	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"\x16\n" +
 	"\x14SubscriptionsRequest\"`\n" +
 	"\x15SubscriptionsResponse\x12G\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2!.qubesd.extension.v1.SubscriptionR\rsubscriptions\"\x95\x01\n" +
-	"\x12HandleEventRequest\x12\x1f\n" +
-	"\vdispatch_id\x18\x01 \x01(\tR\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2!.qubesd.extension.v1.SubscriptionR\rsubscriptions\"\xce\x01\n" +
+	"\fEventRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
+	"\vdispatch_id\x18\x02 \x01(\tR\n" +
 	"dispatchId\x12\x18\n" +
-	"\asubject\x18\x02 \x01(\tR\asubject\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\x120\n" +
-	"\x06kwargs\x18\x04 \x03(\v2\x18.qubesd.host.v1.KeyValueR\x06kwargs\"u\n" +
-	"\x13HandleEventResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.qubesd.host.v1.ValueR\aresults\x12-\n" +
-	"\x04veto\x18\x02 \x01(\v2\x19.qubesd.host.v1.ExceptionR\x04veto\"\x10\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x120\n" +
+	"\x06kwargs\x18\x05 \x03(\v2\x18.qubesd.host.v1.KeyValueR\x06kwargs\x12-\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x19.qubesd.extension.v1.ModeR\x04mode\"\x7f\n" +
+	"\rEventResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12/\n" +
+	"\aresults\x18\x02 \x03(\v2\x15.qubesd.host.v1.ValueR\aresults\x12-\n" +
+	"\x04veto\x18\x03 \x01(\v2\x19.qubesd.host.v1.ExceptionR\x04veto\"\x10\n" +
 	"\x0eMethodsRequest\"{\n" +
 	"\x06Method\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -1000,12 +1036,12 @@ const file_extension_v1_extension_proto_rawDesc = "" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMODE_NOTIFY\x10\x01\x12\r\n" +
 	"\tMODE_SYNC\x10\x02\x12\x11\n" +
-	"\rMODE_PRE_VETO\x10\x032\xb3\x04\n" +
+	"\rMODE_PRE_VETO\x10\x032\xa6\x04\n" +
 	"\tExtension\x12K\n" +
 	"\x04Info\x12 .qubesd.extension.v1.InfoRequest\x1a!.qubesd.extension.v1.InfoResponse\x12Z\n" +
 	"\tConfigure\x12%.qubesd.extension.v1.ConfigureRequest\x1a&.qubesd.extension.v1.ConfigureResponse\x12f\n" +
-	"\rSubscriptions\x12).qubesd.extension.v1.SubscriptionsRequest\x1a*.qubesd.extension.v1.SubscriptionsResponse\x12`\n" +
-	"\vHandleEvent\x12'.qubesd.extension.v1.HandleEventRequest\x1a(.qubesd.extension.v1.HandleEventResponse\x12T\n" +
+	"\rSubscriptions\x12).qubesd.extension.v1.SubscriptionsRequest\x1a*.qubesd.extension.v1.SubscriptionsResponse\x12S\n" +
+	"\x06Events\x12!.qubesd.extension.v1.EventRequest\x1a\".qubesd.extension.v1.EventResponse(\x010\x01\x12T\n" +
 	"\aMethods\x12#.qubesd.extension.v1.MethodsRequest\x1a$.qubesd.extension.v1.MethodsResponse\x12]\n" +
 	"\n" +
 	"CallMethod\x12&.qubesd.extension.v1.CallMethodRequest\x1a'.qubesd.extension.v1.CallMethodResponseB>Z<github.com/qubesgo/qubesd/sdk/proto/extension/v1;extensionv1b\x06proto3"
@@ -1034,8 +1070,8 @@ var file_extension_v1_extension_proto_goTypes = []any{
 	(*Subscription)(nil),          // 6: qubesd.extension.v1.Subscription
 	(*SubscriptionsRequest)(nil),  // 7: qubesd.extension.v1.SubscriptionsRequest
 	(*SubscriptionsResponse)(nil), // 8: qubesd.extension.v1.SubscriptionsResponse
-	(*HandleEventRequest)(nil),    // 9: qubesd.extension.v1.HandleEventRequest
-	(*HandleEventResponse)(nil),   // 10: qubesd.extension.v1.HandleEventResponse
+	(*EventRequest)(nil),          // 9: qubesd.extension.v1.EventRequest
+	(*EventResponse)(nil),         // 10: qubesd.extension.v1.EventResponse
 	(*MethodsRequest)(nil),        // 11: qubesd.extension.v1.MethodsRequest
 	(*Method)(nil),                // 12: qubesd.extension.v1.Method
 	(*MethodsResponse)(nil),       // 13: qubesd.extension.v1.MethodsResponse
@@ -1049,28 +1085,29 @@ var file_extension_v1_extension_proto_depIdxs = []int32{
 	2,  // 0: qubesd.extension.v1.InfoResponse.config:type_name -> qubesd.extension.v1.ConfigKey
 	0,  // 1: qubesd.extension.v1.Subscription.mode:type_name -> qubesd.extension.v1.Mode
 	6,  // 2: qubesd.extension.v1.SubscriptionsResponse.subscriptions:type_name -> qubesd.extension.v1.Subscription
-	16, // 3: qubesd.extension.v1.HandleEventRequest.kwargs:type_name -> qubesd.host.v1.KeyValue
-	17, // 4: qubesd.extension.v1.HandleEventResponse.results:type_name -> qubesd.host.v1.Value
-	18, // 5: qubesd.extension.v1.HandleEventResponse.veto:type_name -> qubesd.host.v1.Exception
-	12, // 6: qubesd.extension.v1.MethodsResponse.methods:type_name -> qubesd.extension.v1.Method
-	18, // 7: qubesd.extension.v1.CallMethodResponse.error:type_name -> qubesd.host.v1.Exception
-	1,  // 8: qubesd.extension.v1.Extension.Info:input_type -> qubesd.extension.v1.InfoRequest
-	4,  // 9: qubesd.extension.v1.Extension.Configure:input_type -> qubesd.extension.v1.ConfigureRequest
-	7,  // 10: qubesd.extension.v1.Extension.Subscriptions:input_type -> qubesd.extension.v1.SubscriptionsRequest
-	9,  // 11: qubesd.extension.v1.Extension.HandleEvent:input_type -> qubesd.extension.v1.HandleEventRequest
-	11, // 12: qubesd.extension.v1.Extension.Methods:input_type -> qubesd.extension.v1.MethodsRequest
-	14, // 13: qubesd.extension.v1.Extension.CallMethod:input_type -> qubesd.extension.v1.CallMethodRequest
-	3,  // 14: qubesd.extension.v1.Extension.Info:output_type -> qubesd.extension.v1.InfoResponse
-	5,  // 15: qubesd.extension.v1.Extension.Configure:output_type -> qubesd.extension.v1.ConfigureResponse
-	8,  // 16: qubesd.extension.v1.Extension.Subscriptions:output_type -> qubesd.extension.v1.SubscriptionsResponse
-	10, // 17: qubesd.extension.v1.Extension.HandleEvent:output_type -> qubesd.extension.v1.HandleEventResponse
-	13, // 18: qubesd.extension.v1.Extension.Methods:output_type -> qubesd.extension.v1.MethodsResponse
-	15, // 19: qubesd.extension.v1.Extension.CallMethod:output_type -> qubesd.extension.v1.CallMethodResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 3: qubesd.extension.v1.EventRequest.kwargs:type_name -> qubesd.host.v1.KeyValue
+	0,  // 4: qubesd.extension.v1.EventRequest.mode:type_name -> qubesd.extension.v1.Mode
+	17, // 5: qubesd.extension.v1.EventResponse.results:type_name -> qubesd.host.v1.Value
+	18, // 6: qubesd.extension.v1.EventResponse.veto:type_name -> qubesd.host.v1.Exception
+	12, // 7: qubesd.extension.v1.MethodsResponse.methods:type_name -> qubesd.extension.v1.Method
+	18, // 8: qubesd.extension.v1.CallMethodResponse.error:type_name -> qubesd.host.v1.Exception
+	1,  // 9: qubesd.extension.v1.Extension.Info:input_type -> qubesd.extension.v1.InfoRequest
+	4,  // 10: qubesd.extension.v1.Extension.Configure:input_type -> qubesd.extension.v1.ConfigureRequest
+	7,  // 11: qubesd.extension.v1.Extension.Subscriptions:input_type -> qubesd.extension.v1.SubscriptionsRequest
+	9,  // 12: qubesd.extension.v1.Extension.Events:input_type -> qubesd.extension.v1.EventRequest
+	11, // 13: qubesd.extension.v1.Extension.Methods:input_type -> qubesd.extension.v1.MethodsRequest
+	14, // 14: qubesd.extension.v1.Extension.CallMethod:input_type -> qubesd.extension.v1.CallMethodRequest
+	3,  // 15: qubesd.extension.v1.Extension.Info:output_type -> qubesd.extension.v1.InfoResponse
+	5,  // 16: qubesd.extension.v1.Extension.Configure:output_type -> qubesd.extension.v1.ConfigureResponse
+	8,  // 17: qubesd.extension.v1.Extension.Subscriptions:output_type -> qubesd.extension.v1.SubscriptionsResponse
+	10, // 18: qubesd.extension.v1.Extension.Events:output_type -> qubesd.extension.v1.EventResponse
+	13, // 19: qubesd.extension.v1.Extension.Methods:output_type -> qubesd.extension.v1.MethodsResponse
+	15, // 20: qubesd.extension.v1.Extension.CallMethod:output_type -> qubesd.extension.v1.CallMethodResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_extension_v1_extension_proto_init() }
