@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -107,6 +108,11 @@ type Plugin struct {
 	// time.Time, toml.LocalDate/LocalTime/LocalDatetime, []any and
 	// map[string]any. The plugin validates it.
 	Config map[string]any
+	// Env is the [plugins.NAME.env] table: environment variables the
+	// plugin gets on top of the few qubesd sets (PATH, LANG, GOMAXPROCS,
+	// TMPDIR); it replaces the first three. Nothing else of the daemon's
+	// environment reaches a plugin.
+	Env map[string]string
 }
 
 // NamedPlugin is a plugin with its name.
@@ -383,7 +389,7 @@ func (p *parser) joined() error {
 
 var (
 	daemonKeys = []string{"data_dir", "run_dir", "socket_group", "libvirt_uri", "plugin_dir", "log_level", "log_format"}
-	pluginKeys = []string{"kind", "path", "sha256", "config"}
+	pluginKeys = []string{"kind", "path", "sha256", "config", "env"}
 )
 
 func (p *parser) top(raw map[string]any, md toml.MetaData, cfg *Config) {
@@ -481,6 +487,8 @@ func (p *parser) plugins(t map[string]any, md toml.MetaData, cfg *Config) {
 				if c, ok := p.table(fkey, pt[k]); ok {
 					pl.Config = c
 				}
+			case "env":
+				pl.Env = p.env(fkey, pt[k])
 			default:
 				p.errorf(fkey, nil, "unknown %s (allowed in [plugins.NAME]: %s)", kindOf(pt[k]), strings.Join(pluginKeys, ", "))
 			}
@@ -490,6 +498,33 @@ func (p *parser) plugins(t map[string]any, md toml.MetaData, cfg *Config) {
 		}
 		cfg.Plugins[name] = pl
 	}
+}
+
+// envName is what a plugin's environment variable may be called.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// env checks a [plugins.NAME.env] table: string values, valid names, and
+// not TMPDIR, which qubesd points at the plugin's private directory.
+func (p *parser) env(key toml.Key, v any) map[string]string {
+	t, ok := p.table(key, v)
+	if !ok {
+		return nil
+	}
+	env := make(map[string]string, len(t))
+	for _, name := range sortedKeys(t) {
+		vkey := append(slices.Clone(key), name)
+		switch val, isStr := t[name].(string); {
+		case !envName.MatchString(name):
+			p.errorf(vkey, nil, "not a valid environment variable name (letters, digits and _, not starting with a digit)")
+		case name == "TMPDIR":
+			p.errorf(vkey, nil, "qubesd sets TMPDIR to the plugin's private directory under daemon.run_dir; it cannot be changed")
+		case !isStr:
+			p.errorf(vkey, t[name], "must be a string (quote numbers: %s = \"%s\")", name, formatValue(t[name]))
+		default:
+			env[name] = val
+		}
+	}
+	return env
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -106,7 +106,7 @@ func TestDefaultExamples(t *testing.T) {
 
 func TestUnknownKeys(t *testing.T) {
 	const daemonAllowed = "(allowed in [daemon]: data_dir, run_dir, socket_group, libvirt_uri, plugin_dir, log_level, log_format)"
-	const pluginAllowed = "(allowed in [plugins.NAME]: kind, path, sha256, config)"
+	const pluginAllowed = "(allowed in [plugins.NAME]: kind, path, sha256, config, env)"
 	const topAllowed = "(allowed at the top level: [daemon], [plugins.NAME])"
 	tests := []struct {
 		name, toml string
@@ -184,6 +184,15 @@ func TestValidationErrors(t *testing.T) {
 			`t.toml:1: plugins.File: invalid plugin name: must match [a-z0-9][a-z0-9_-]* (lowercase letters, digits, "_" and "-")`},
 		{"plugin name leading dash", "[plugins.-x]\nkind = \"extension\"\npath = \"p\"\n",
 			`t.toml:1: plugins.-x: invalid plugin name: must match [a-z0-9][a-z0-9_-]* (lowercase letters, digits, "_" and "-")`},
+		{"env not a table", plugin + "env = \"A=1\"\n", `t.toml:4: plugins.file.env = "A=1": must be a table ([plugins.file.env])`},
+		{"env value not a string", plugin + "[plugins.file.env]\nGOMAXPROCS = 4\n",
+			`t.toml:5: plugins.file.env.GOMAXPROCS = 4: must be a string (quote numbers: GOMAXPROCS = "4")`},
+		{"env name", plugin + "[plugins.file.env]\n\"9LIVES\" = \"x\"\n",
+			`t.toml:5: plugins.file.env.9LIVES: not a valid environment variable name (letters, digits and _, not starting with a digit)`},
+		{"env name with =", plugin + "env = { \"A=B\" = \"x\" }\n",
+			`t.toml:4: plugins.file.env."A=B": not a valid environment variable name (letters, digits and _, not starting with a digit)`},
+		{"env TMPDIR", plugin + "[plugins.file.env]\nTMPDIR = \"/tmp\"\n",
+			`t.toml:5: plugins.file.env.TMPDIR: qubesd sets TMPDIR to the plugin's private directory under daemon.run_dir; it cannot be changed`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,6 +212,7 @@ func TestValidationErrors(t *testing.T) {
 		"[daemon]\nlibvirt_uri = \"xen:///\"\n",
 		plugin + "sha256 = \"" + strings.Repeat("0123456789abcdeF", 4) + "\"\n",
 		"[plugins.a_b-9]\nkind = \"extension\"\npath = \"/abs/p\"\n",
+		plugin + "[plugins.file.env]\nGOMAXPROCS = \"2\"\n_X1 = \"\"\n",
 	} {
 		if _, err := Parse([]byte(ok), "ok.toml"); err != nil {
 			t.Errorf("Parse(%q): %v", ok, err)
