@@ -24,6 +24,7 @@ import (
 	"github.com/qubesgo/qubesd/config"
 	"github.com/qubesgo/qubesd/core/api"
 	"github.com/qubesgo/qubesd/core/pluginhost"
+	"github.com/qubesgo/qubesd/core/qdb"
 	"github.com/qubesgo/qubesd/core/qubes"
 	"github.com/qubesgo/qubesd/core/store"
 )
@@ -35,6 +36,7 @@ type Daemon struct {
 	store     *store.Store
 	committer *store.Committer
 	app       *qubes.App
+	qdb       *qdb.Registry
 	plugins   *pluginhost.Host
 	servers   []*api.Server
 	sockets   []string
@@ -158,12 +160,19 @@ func (d *Daemon) start() (err error) {
 	d.committer = store.NewCommitter(d.store, app.Snapshot, log.Named("store"))
 
 	states := api.StaticPowerStates{}
+	// dom0 always runs, so its QubesDB is open for the daemon's life; the
+	// other qubes' open and close with them (core/vmm).
+	d.qdb = &qdb.Registry{}
+	if dom0 := app.AdminVM(); dom0 != nil {
+		d.qdb.Open(dom0.Name())
+	}
 	d.plugins, err = pluginhost.New(cfg, log.Named("plugin"), pluginhost.Options{
 		Model: app,
 		HostService: &pluginhost.HostService{
 			App:        app,
 			PowerState: states.PowerState,
 			Commit:     d.committer.Commit,
+			QDB:        d.qdb,
 		},
 	})
 	if err != nil {
@@ -245,6 +254,9 @@ func (d *Daemon) Plugins() *pluginhost.Host { return d.plugins }
 
 // App returns the model.
 func (d *Daemon) App() *qubes.App { return d.app }
+
+// QDB returns the QubesDB of the running qubes.
+func (d *Daemon) QDB() *qdb.Registry { return d.qdb }
 
 // Done reports a server that stopped on its own (an accept error).
 func (d *Daemon) Done() <-chan error { return d.done }

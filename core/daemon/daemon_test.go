@@ -240,6 +240,10 @@ func TestStartOnEmptyDataDir(t *testing.T) {
 	if n := 0; d.App().Read(func() error { n = d.App().Len(); return nil }) != nil || n != 1 {
 		t.Errorf("the model has %d qubes, want 1", n)
 	}
+	// dom0 always runs: its QubesDB is open for extensions to write
+	if db, ok := d.QDB().Get("dom0"); !ok || db.Write("/qubes-service/x", []byte("1")) != nil {
+		t.Errorf("dom0 has no usable QubesDB (open: %v)", ok)
+	}
 	if err := d.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}

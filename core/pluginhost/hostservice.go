@@ -6,6 +6,7 @@ import (
 
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/property"
+	"github.com/qubesgo/qubesd/core/qdb"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
 	"github.com/qubesgo/qubesd/sdk/extension"
@@ -24,6 +25,9 @@ type HostService struct {
 	// Commit makes a model version durable (store.Committer.Commit); nil
 	// keeps changes in memory.
 	Commit func(ctx context.Context, version uint64) error
+	// QDB holds the QubesDB of every running qube (QdbWrite, QdbRemove);
+	// nil makes those calls fail as unimplemented.
+	QDB *qdb.Registry
 }
 
 var _ extension.HostService = (*HostService)(nil)
@@ -231,21 +235,79 @@ func (h *HostService) FireEvent(ctx context.Context, id uint64, subject, name st
 	return out, err
 }
 
-// QubesDB and libvirt devices come with the lifecycle work; until then
-// these calls say so instead of pretending.
-
-func (h *HostService) QdbWrite(context.Context, uint64, string, string, []byte) error {
-	return extension.Errorf(extension.ErrUnimplemented, "QubesDB is not available in this qubesd yet")
+// QdbWrite writes an entry of a running qube's QubesDB (see core/qdb for
+// the paths and values allowed). A qube without an open DB does not run.
+func (h *HostService) QdbWrite(_ context.Context, id uint64, subject, path string, value []byte) error {
+	return h.read(id, func() error {
+		db, err := h.openQDB(subject)
+		if err != nil {
+			return err
+		}
+		return db.Write(path, value)
+	})
 }
 
-func (h *HostService) QdbRemove(context.Context, uint64, string, string) error {
-	return extension.Errorf(extension.ErrUnimplemented, "QubesDB is not available in this qubesd yet")
+// QdbRemove removes an entry of a running qube's QubesDB, or the subtree
+// of a path ending in "/".
+func (h *HostService) QdbRemove(_ context.Context, id uint64, subject, path string) error {
+	return h.read(id, func() error {
+		db, err := h.openQDB(subject)
+		if err != nil {
+			return err
+		}
+		return db.Remove(path)
+	})
 }
 
-func (h *HostService) AttachDevice(context.Context, uint64, string, string) error {
-	return extension.Errorf(extension.ErrUnimplemented, "device attachment is not available in this qubesd yet")
+// openQDB finds the open QubesDB of the qube subject. It runs inside
+// read, so that the qube cannot be renamed or removed meanwhile.
+func (h *HostService) openQDB(subject string) (*qdb.DB, error) {
+	q, err := h.qube(subject)
+	if err != nil {
+		return nil, err
+	}
+	if h.QDB == nil {
+		return nil, extension.Errorf(extension.ErrUnimplemented, "this qubesd keeps no QubesDB (its HostService has no qdb registry)")
+	}
+	db, ok := h.QDB.Get(q.Name())
+	if !ok {
+		return nil, qdb.NotRunning(q.Name())
+	}
+	return db, nil
 }
 
-func (h *HostService) DetachDevice(context.Context, uint64, string, string) error {
-	return extension.Errorf(extension.ErrUnimplemented, "device attachment is not available in this qubesd yet")
+// AttachDevice and DetachDevice need the libvirt lifecycle (core/vmm),
+// which is not there yet; until then they refuse what the reference
+// refuses too and say why for the rest.
+
+func (h *HostService) AttachDevice(_ context.Context, id uint64, subject, _ string) error {
+	return h.read(id, func() error { return h.deviceTarget(subject, "attached to") })
+}
+
+func (h *HostService) DetachDevice(_ context.Context, id uint64, subject, _ string) error {
+	return h.read(id, func() error { return h.deviceTarget(subject, "detached from") })
+}
+
+// deviceTarget checks that devices may be attached to or detached from the
+// qube subject through libvirt, which no qube passes yet.
+func (h *HostService) deviceTarget(subject, verb string) error {
+	q, err := h.qube(subject)
+	if err != nil {
+		return err
+	}
+	name := q.Name()
+	switch {
+	case q.IsAdminVM():
+		return qerr.New(qerr.ValueError, "devices cannot be %s %s through libvirt: it is the AdminVM, not a libvirt domain", verb, name)
+	case !q.IsLocal():
+		return qerr.New(qerr.ValueError, "devices cannot be %s %s through this host's libvirt: it is a RemoteVM, running on another host", verb, name)
+	}
+	state := "Halted"
+	if h.PowerState != nil {
+		state = h.PowerState(q)
+	}
+	if state == "Halted" || state == "NA" { // is_running() is libvirt's isActive(): every other state is active
+		return qerr.New(qerr.VMNotRunning, "qube %s is not running: devices are %s running qubes only", name, verb)
+	}
+	return extension.Errorf(extension.ErrUnimplemented, "devices cannot be %s %s yet: device attachment arrives with the libvirt lifecycle (core/vmm)", verb, name)
 }
