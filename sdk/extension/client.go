@@ -134,6 +134,7 @@ func (c *Client) serveHost(ctx context.Context, host HostService) (uint32, *grpc
 	go func() {
 		defer close(exited)
 		c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, plugin.ServerOptions()...)
 			opts = append(opts, grpc.ChainUnaryInterceptor(plugin.RecoverUnary(c.logger)))
 			s := grpc.NewServer(opts...)
 			hostv1.RegisterHostServer(s, NewHostServer(host))

@@ -56,7 +56,8 @@ func NewGRPCPlugin(e Extension) *GRPCPlugin {
 // GRPCServer registers the Extension service (plugin side); Configure
 // dials the host service through broker.
 func (p *GRPCPlugin) GRPCServer(broker *goplugin.GRPCBroker, s *grpc.Server) error {
-	extensionv1.RegisterExtensionServer(s, NewServer(p.Extension, broker.Dial))
+	dial := func(id uint32) (*grpc.ClientConn, error) { return broker.DialWithOptions(id, plugin.DialOptions()...) }
+	extensionv1.RegisterExtensionServer(s, NewServer(p.Extension, dial))
 	return nil
 }
 

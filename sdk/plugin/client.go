@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+	"google.golang.org/grpc"
 )
 
 // ClientConfig returns the go-plugin client config that launches the plugin
@@ -43,6 +44,7 @@ func ClientConfig(kind string, p plugin.Plugin, cmd *exec.Cmd) *plugin.ClientCon
 		VersionedPlugins: VersionedPlugins(kind, p),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		GRPCDialOptions:  DialOptions(),
 		RunnerFunc: func(logger hclog.Logger, spec *exec.Cmd, socketDir string) (runner.Runner, error) {
 			r, err := newGuardedRunner(logger, cmd, spec)
 			if err != nil {
@@ -192,4 +194,26 @@ func (g *guardedRunner) PluginToHost(network, addr string) (string, string, erro
 
 func (g *guardedRunner) HostToPlugin(network, addr string) (string, string, error) {
 	return network, addr, nil
+}
+
+// flowWindow is the HTTP/2 flow-control window, per stream and per
+// connection, of every plugin connection. Setting it turns gRPC's
+// bandwidth-delay estimator off: on an otherwise idle connection the
+// estimator follows the data of a call with a PING and its ack, which on
+// a local socket is pure overhead (measured: a unary call about a tenth
+// faster). 1 MiB is far above what any plugin call carries.
+const flowWindow = 1 << 20
+
+// DialOptions are the gRPC options of every connection to a plugin
+// service, either way (ClientConfig sets them; use them when you dial
+// through go-plugin's broker).
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)}
+}
+
+// ServerOptions are the gRPC options of every plugin service's server,
+// either way (Serve sets them; add them when you serve through go-plugin's
+// broker).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow)}
 }

@@ -57,6 +57,7 @@ func Serve(kind string, p plugin.Plugin) {
 // grpcServer is go-plugin's DefaultGRPCServer with a panic guard.
 func grpcServer(logger hclog.Logger) func([]grpc.ServerOption) *grpc.Server {
 	return func(opts []grpc.ServerOption) *grpc.Server {
+		opts = append(opts, ServerOptions()...)
 		opts = append(opts, grpc.ChainUnaryInterceptor(RecoverUnary(logger)))
 		return plugin.DefaultGRPCServer(opts)
 	}
