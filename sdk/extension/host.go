@@ -53,11 +53,14 @@ type Host interface {
 	// ListQubes lists every qube the daemon knows.
 	ListQubes(ctx context.Context, dispatchID uint64) ([]QubeInfo, error)
 
-	// QdbWrite writes an entry of a qube's QubesDB (path is absolute,
-	// e.g. "/qubes-service/clocksync").
+	// QdbWrite writes an entry of a qube's QubesDB. path is absolute, e.g.
+	// "/qubes-service/clocksync": at most 63 bytes of [a-zA-Z0-9_./:@-],
+	// no "//", not ending in "/"; value is at most 3071 bytes without a
+	// NUL byte. A qube has a QubesDB only while it runs: on a halted qube
+	// the call fails with QubesVMNotRunningError.
 	QdbWrite(ctx context.Context, dispatchID uint64, qube, path string, value []byte) error
 	// QdbRemove removes an entry of a qube's QubesDB; a path ending in
-	// "/" removes the whole subtree.
+	// "/" removes the whole subtree. A missing entry is not an error.
 	QdbRemove(ctx context.Context, dispatchID uint64, qube, path string) error
 
 	// FireEvent fires an event on subject ("" = the app) as if the core

@@ -1514,8 +1514,10 @@ type QdbWriteRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	DispatchId string                 `protobuf:"bytes,1,opt,name=dispatch_id,json=dispatchId,proto3" json:"dispatch_id,omitempty"`
 	Qube       string                 `protobuf:"bytes,2,opt,name=qube,proto3" json:"qube,omitempty"`
-	// path: an absolute QubesDB path, e.g. "/qubes-service/clocksync".
-	Path          string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// path: an absolute QubesDB path, e.g. "/qubes-service/clocksync": at
+	// most 63 bytes of [a-zA-Z0-9_./:@-], no "//", not ending in "/".
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// value: at most 3071 bytes, no NUL byte (QubesDB's own limits).
 	Value         []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -78,7 +78,9 @@ type HostClient interface {
 	RemoveTag(ctx context.Context, in *RemoveTagRequest, opts ...grpc.CallOption) (*RemoveTagResponse, error)
 	// ListQubes lists every qube the daemon knows.
 	ListQubes(ctx context.Context, in *ListQubesRequest, opts ...grpc.CallOption) (*ListQubesResponse, error)
-	// The per-qube configuration database (QubesDB).
+	// The per-qube configuration database (QubesDB). A qube has one only
+	// while it runs: calls on a halted qube fail with
+	// QubesVMNotRunningError. Removing a missing entry is not an error.
 	QdbWrite(ctx context.Context, in *QdbWriteRequest, opts ...grpc.CallOption) (*QdbWriteResponse, error)
 	QdbRemove(ctx context.Context, in *QdbRemoveRequest, opts ...grpc.CallOption) (*QdbRemoveResponse, error)
 	// FireEvent fires an event on a qube (or the app) as if the core had.
@@ -265,7 +267,9 @@ type HostServer interface {
 	RemoveTag(context.Context, *RemoveTagRequest) (*RemoveTagResponse, error)
 	// ListQubes lists every qube the daemon knows.
 	ListQubes(context.Context, *ListQubesRequest) (*ListQubesResponse, error)
-	// The per-qube configuration database (QubesDB).
+	// The per-qube configuration database (QubesDB). A qube has one only
+	// while it runs: calls on a halted qube fail with
+	// QubesVMNotRunningError. Removing a missing entry is not an error.
 	QdbWrite(context.Context, *QdbWriteRequest) (*QdbWriteResponse, error)
 	QdbRemove(context.Context, *QdbRemoveRequest) (*QdbRemoveResponse, error)
 	// FireEvent fires an event on a qube (or the app) as if the core had.
