@@ -23,8 +23,10 @@
 //	[plugins.mydriver.config]   # handed to Configure, as JSON
 //
 // and pools in qubes.xml name the driver by Info.Name. The example in
-// github.com/qubesgo/qubesd/sdk/examples/pool-dir is a complete driver
-// (each volume a sparse file in a directory) and the place to start.
+// github.com/qubesgo/qubesd/sdk/examples/pool-dir is a minimal working
+// driver (each volume a sparse file in a directory, under 100 lines) and
+// the place to start; CreateSparse and CopySparse help drivers that keep
+// volumes in files.
 //
 // The rules a driver follows are in Driver's documentation; in short:
 // stateless apart from the storage (every call carries the pool config and

@@ -1,16 +1,14 @@
 package main
 
-// driver.go: the Driver methods — what any pool driver writes. The storage
-// primitives they use (files, copies, commits) are in files.go.
+// driver.go: the Driver methods — what any pool driver writes. Where things
+// are on disk, and the small helpers the methods share, are in files.go.
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/qubesgo/qubesd/sdk/pool"
@@ -19,218 +17,117 @@ import (
 // Driver keeps no state: everything it needs comes with each call (the pool
 // config and the volume spec) or is on disk. UnimplementedDriver supplies
 // Configure (no plugin config accepted), Destroy (nothing: the directory may
-// hold what is not ours) and ExportEnd (nothing to release).
+// hold what is not ours) and the methods of the capabilities Info does not
+// declare (CloneFrom, Revert, ImportBegin, ...), which the daemon does not
+// call.
+//
+// The SDK checks every request before a method sees it (pool.Check): the
+// vid is safe as a path element, the spec consistent (a source exactly for
+// snap_on_start), a resize not to 0, and the pool config passed
+// ValidateConfig.
 type Driver struct{ pool.UnimplementedDriver }
 
-const (
-	clean     = "clean.img"
-	running   = "running.img"
-	importing = "import.img"
-)
+var info = pool.Info{Name: "dir", Version: "0.2.0", Description: "each volume a sparse file in a directory",
+	Capabilities: pool.Capabilities{Shrink: true},
+	PoolConfig:   []pool.ConfigKey{{Name: "dir_path", Description: "absolute directory holding the volumes", Required: true}}}
 
-func (*Driver) Info(context.Context) (pool.Info, error) {
-	return pool.Info{
-		Name: "dir", Version: "0.1.0", Description: "each volume a sparse file in a directory",
-		Capabilities: pool.Capabilities{Revisions: true, Shrink: true, FastClone: true, Import: true, Export: true},
-		PoolConfig:   []pool.ConfigKey{{Name: "dir_path", Description: "absolute directory holding the volumes", Required: true}},
-	}, nil
-}
+func (*Driver) Info(context.Context) (pool.Info, error) { return info, nil }
 
-// ValidateConfig checks a pool config. The SDK runs it before every call,
-// so the other methods can trust p.Config["dir_path"].
+// ValidateConfig checks a pool config; the SDK runs it before every call,
+// so that the other methods can trust p.Config["dir_path"].
 func (*Driver) ValidateConfig(_ context.Context, cfg map[string]string) error {
-	for k := range cfg {
-		if k != "dir_path" {
-			return pool.Errorf(pool.ErrInvalid, "unknown pool config key %q (this driver knows dir_path)", k)
-		}
-	}
-	if !filepath.IsAbs(cfg["dir_path"]) {
-		return pool.Errorf(pool.ErrInvalid, "dir_path %q: must be an absolute path", cfg["dir_path"])
-	}
-	return nil
+	return require(len(cfg) == 1 && filepath.IsAbs(cfg["dir_path"]), pool.ErrInvalid,
+		"pool config %v: want dir_path, an absolute directory, and no other key", cfg)
 }
 
+// Open checks that the directory is there: a disk that is not mounted makes
+// the pool unavailable, rather than its volumes missing. (Setup, which
+// runs when the pool is made, fails if dir_path is not a directory.)
 func (*Driver) Open(_ context.Context, p pool.Pool) error {
-	if fi, err := os.Stat(p.Config["dir_path"]); err != nil || !fi.IsDir() {
-		return pool.Errorf(pool.ErrUnavailable, "pool %s: %s is not a directory", p.Name, p.Config["dir_path"])
-	}
-	return nil
+	return require(exists(dir(p)), pool.ErrUnavailable, "pool %s: %s does not exist", p.Name, dir(p))
 }
 
-func (*Driver) Setup(_ context.Context, p pool.Pool) error {
-	return os.MkdirAll(p.Config["dir_path"], 0o755)
-}
+func (*Driver) Setup(_ context.Context, p pool.Pool) error { return os.MkdirAll(dir(p), 0o755) }
 
 func (*Driver) Usage(_ context.Context, p pool.Pool) (pool.Usage, error) {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(p.Config["dir_path"], &st); err != nil {
-		return pool.Usage{}, err
-	}
-	bs := uint64(st.Bsize)
-	return pool.Usage{Size: st.Blocks * bs, Usage: (st.Blocks - st.Bfree) * bs}, nil
+	err := syscall.Statfs(dir(p), &st)
+	return pool.Usage{Size: st.Blocks * uint64(st.Bsize), Usage: (st.Blocks - st.Bfree) * uint64(st.Bsize)}, err
 }
 
-func (*Driver) ListVolumes(_ context.Context, p pool.Pool) ([]pool.VolumeState, error) {
-	entries, err := os.ReadDir(p.Config["dir_path"])
-	var vols []pool.VolumeState
+func (*Driver) ListVolumes(_ context.Context, p pool.Pool) (vols []pool.VolumeState, err error) {
+	entries, err := os.ReadDir(dir(p))
 	for _, e := range entries {
-		if vid, uerr := url.PathUnescape(e.Name()); uerr == nil && e.IsDir() && !strings.HasPrefix(e.Name(), "~") {
-			vols = append(vols, state(filepath.Join(p.Config["dir_path"], e.Name()), vid))
+		if vid, _ := url.PathUnescape(e.Name()); e.IsDir() && pool.ValidateVID(vid) == nil {
+			vols = append(vols, state(filepath.Join(dir(p), e.Name()), pool.Volume{VID: vid}))
 		}
 	}
 	return vols, err
 }
 
-func (*Driver) Create(_ context.Context, p pool.Pool, v pool.Volume) error {
-	return newVolume(p, v.VID, func(tmp string) error {
-		if !v.SaveOnStop {
-			return nil // volatile and snapshot volumes get their image at Start
-		}
-		return sparse(filepath.Join(tmp, clean), v.Size)
-	})
+// Create makes the volume's directory and, for an origin volume, a
+// clean.img of zeros. A retry finds the directory there and completes
+// what is missing.
+func (*Driver) Create(_ context.Context, p pool.Pool, v pool.Volume) (err error) {
+	img := filepath.Join(volDir(p, v.VID), clean)
+	if !exists(filepath.Dir(img)) {
+		err = os.Mkdir(filepath.Dir(img), 0o755) // not MkdirAll: never recreate a vanished dir_path
+	}
+	if err == nil && v.SaveOnStop && !exists(img) {
+		err = pool.CreateSparse(img, v.Size)
+	}
+	return err
 }
 
 func (*Driver) Remove(_ context.Context, p pool.Pool, v pool.Volume) error {
 	return os.RemoveAll(volDir(p, v.VID))
 }
 
-// Start gives the qube running.img: a fresh one (volatile), a copy of the
-// source's committed content (snapshot) or of its own (origin). A started
-// volume keeps the running image it has.
-func (*Driver) Start(_ context.Context, p pool.Pool, v pool.Volume) (pool.BlockDevice, error) {
-	d, err := existing(p, v)
-	img := filepath.Join(d, running)
-	if err == nil && !exists(img) {
-		switch v.Type() {
-		case pool.Volatile:
-			err = sparse(img, v.Size)
-		case pool.Snapshot:
-			err = copyFile(filepath.Join(volDir(p, v.SourceVID), clean), img)
-		case pool.Origin:
-			err = copyFile(filepath.Join(d, clean), img)
-		default:
-			err = pool.Errorf(pool.ErrUnimplemented, "volume %s: snap_on_start with save_on_stop is not supported", v.VID)
-		}
+// Start gives the qube running.img: zeros (volatile) or a copy of the
+// committed content Start is based on (see base). A started volume keeps
+// the running image it has. An unknown volume is ErrNotFound: the pool
+// helpers report a missing directory or source so.
+func (*Driver) Start(ctx context.Context, p pool.Pool, v pool.Volume) (dev pool.BlockDevice, err error) {
+	dev = pool.BlockDevice{Path: filepath.Join(volDir(p, v.VID), running), RW: v.RW}
+	if !exists(dev.Path) && v.Type() == pool.Volatile {
+		err = pool.CreateSparse(dev.Path, v.Size)
+	} else if !exists(dev.Path) {
+		err = pool.CopySparse(ctx, base(p, v), dev.Path)
 	}
-	return pool.BlockDevice{Path: img, RW: v.RW}, err
+	return dev, err
 }
 
-// Stop commits what the qube wrote to an origin volume; anything else is
-// thrown away. A stopped volume has no running.img: nothing to do.
+// Stop commits what the qube wrote to an origin volume, by a rename;
+// anything else is thrown away. A stopped volume has no running.img:
+// nothing to do.
 func (*Driver) Stop(_ context.Context, p pool.Pool, v pool.Volume) error {
 	img := filepath.Join(volDir(p, v.VID), running)
-	switch {
-	case !exists(img):
-		return nil
-	case v.SaveOnStop && v.RW:
-		return commit(filepath.Dir(img), img, v.RevisionsToKeep)
+	if v.SaveOnStop && v.RW && exists(img) {
+		return os.Rename(img, filepath.Join(filepath.Dir(img), clean))
 	}
-	return os.Remove(img)
+	return os.RemoveAll(img)
 }
 
 // Resize truncates the running image if there is one, else the committed
-// content. A stopped volatile or snapshot volume has nothing on disk: the
-// next Start uses the new size from the spec.
+// content; growing adds zeros that take no space. A stopped volatile or
+// snapshot volume has no image to resize: its next Start makes a new one.
 func (*Driver) Resize(_ context.Context, p pool.Pool, v pool.Volume, size uint64) error {
-	d, err := existing(p, v)
-	if err == nil && !v.RW {
-		err = pool.Errorf(pool.ErrInvalid, "volume %s is read-only", v.VID)
-	}
-	for _, f := range []string{running, clean} {
-		if img := filepath.Join(d, f); err == nil && exists(img) {
+	d := volDir(p, v.VID)
+	for _, img := range []string{filepath.Join(d, running), filepath.Join(d, clean)} {
+		if exists(img) && v.RW {
 			return os.Truncate(img, int64(size))
 		}
 	}
-	return err
-}
-
-// Revert copies a revision over the committed content; the revision stays.
-func (*Driver) Revert(_ context.Context, p pool.Pool, v pool.Volume, rev string) error {
-	d, err := existing(p, v)
-	if err != nil {
-		return err
-	}
-	if exists(filepath.Join(d, running)) {
-		return pool.Errorf(pool.ErrInUse, "volume %s is started", v.VID)
-	}
-	revs, err := revisions(d)
-	if rev == "" && len(revs) > 0 {
-		rev = revs[len(revs)-1].ID // the latest
-	}
-	if !slices.ContainsFunc(revs, func(r pool.Revision) bool { return r.ID == rev }) {
-		return errors.Join(err, pool.Errorf(pool.ErrNotFound, "volume %s has no revision %q", v.VID, rev))
-	}
-	return copyFile(filepath.Join(d, revFile(rev)), filepath.Join(d, clean))
-}
-
-func (*Driver) ListRevisions(_ context.Context, p pool.Pool, v pool.Volume) ([]pool.Revision, error) {
-	d, err := existing(p, v)
-	if err != nil {
-		return nil, err
-	}
-	return revisions(d)
+	return cmp.Or(found(p, v), require(v.RW, pool.ErrInvalid, "volume %s is read-only", v.VID))
 }
 
 func (*Driver) VolumeInfo(_ context.Context, p pool.Pool, v pool.Volume) (pool.VolumeState, error) {
-	d, err := existing(p, v)
-	s := state(d, v.VID)
-	if s.Size == 0 {
-		s.Size = v.Size // nothing on disk now (a stopped volatile volume)
-	}
-	return s, err
+	return state(volDir(p, v.VID), v), found(p, v)
 }
 
-// Verify checks that the committed content a Start needs is there.
+// Verify checks that the volume, and the committed content a Start
+// copies, are there.
 func (*Driver) Verify(_ context.Context, p pool.Pool, v pool.Volume) error {
-	d, err := existing(p, v)
-	need := map[pool.VolumeType]string{pool.Origin: filepath.Join(d, clean), pool.Snapshot: filepath.Join(volDir(p, v.SourceVID), clean)}[v.Type()]
-	if err == nil && need != "" && !exists(need) {
-		err = pool.Errorf(pool.ErrNotFound, "volume %s: %s is missing", v.VID, need)
-	}
-	return err
-}
-
-func (*Driver) CloneFrom(_ context.Context, p pool.Pool, v, src pool.Volume) error {
-	if !v.SaveOnStop {
-		return pool.Errorf(pool.ErrInvalid, "volume %s: only save_on_stop volumes can be clones", v.VID)
-	}
-	return newVolume(p, v.VID, func(tmp string) error {
-		return copyFile(filepath.Join(volDir(p, src.VID), clean), filepath.Join(tmp, clean))
-	})
-}
-
-// ImportBegin hands out import.img; ImportEnd commits it as Stop commits.
-func (*Driver) ImportBegin(_ context.Context, p pool.Pool, v pool.Volume, size uint64) (string, error) {
-	d, err := existing(p, v)
-	switch {
-	case err != nil:
-	case !v.SaveOnStop:
-		err = pool.Errorf(pool.ErrInvalid, "volume %s: only save_on_stop volumes can be imported into", v.VID)
-	case exists(filepath.Join(d, running)):
-		err = pool.Errorf(pool.ErrInUse, "volume %s is started", v.VID)
-	default:
-		err = sparse(filepath.Join(d, importing), size)
-	}
-	return filepath.Join(d, importing), err
-}
-
-func (*Driver) ImportEnd(_ context.Context, p pool.Pool, v pool.Volume, success bool) error {
-	img := filepath.Join(volDir(p, v.VID), importing)
-	switch {
-	case !exists(img):
-		return nil // no import in progress: ended already
-	case success:
-		return commit(filepath.Dir(img), img, v.RevisionsToKeep)
-	}
-	return os.Remove(img)
-}
-
-// ExportBegin hands out the committed content. A commit renames a new file
-// over it, so a reader that opened it keeps reading what it opened.
-func (*Driver) ExportBegin(_ context.Context, p pool.Pool, v pool.Volume) (string, error) {
-	d, err := existing(p, v)
-	if err == nil && !v.SaveOnStop {
-		err = pool.Errorf(pool.ErrInvalid, "volume %s: only save_on_stop volumes have content to export", v.VID)
-	}
-	return filepath.Join(d, clean), err
+	ok := v.Type() == pool.Volatile || exists(base(p, v))
+	return cmp.Or(found(p, v), require(ok, pool.ErrNotFound, "volume %s: %s is missing", v.VID, base(p, v)))
 }
