@@ -153,7 +153,7 @@ func (in *instance) notifyWorker(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, DefaultEventTimeout)
 			_, err := c.HandleEvent(cctx, ev)
 			cancel()
-			if err != nil {
+			if err != nil && ctx.Err() == nil { // not the host stopping
 				in.log.Warn("extension failed a notify event", "event", ev.Name, "error", err)
 			}
 			if f := in.host.opts.Notified; f != nil {
