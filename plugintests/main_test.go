@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 			{"otherproto", "..", "./plugintests/testdata/otherproto"},
 			{"othercookie", "..", "./plugintests/testdata/othercookie"},
 			{"benchext", "..", "./plugintests/testdata/benchext"},
+			{"grpcecho", "..", "./plugintests/testdata/grpcecho"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.dir
