@@ -2,7 +2,7 @@ package pool
 
 // File helpers for drivers that keep volumes in files. Both write the new
 // file beside the target under a temporary name (".NAME.tmp-RANDOM"), sync
-// it and rename it into place, so that a call retried after a crash finds
+// it, rename it into place and sync the directory, so that a call retried after a crash finds
 // either the old file or the finished new one, never a half-written one. A
 // crash can leave the temporary file behind; nothing else uses it.
 
@@ -123,6 +123,18 @@ func replaceFile(path string, fill func(f *os.File) error) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		return err
 	}
-	return err
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename in dir durable: without it, a crash may bring
+// back the old name after the call returned.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
