@@ -43,6 +43,11 @@ const (
 	NoTemplate          Kind = "QubesNoTemplateError"
 	ShutdownTimeout     Kind = "QubesVMShutdownTimeoutError"
 	VolumeTokenNotFound Kind = "QubesVolumeCopyTokenNotFoundError"
+	// VolumeRevisionNotFound: the reference raises it as a KeyError and
+	// sends an empty reply; we send the exception (the Python client knows
+	// the class).
+	VolumeRevisionNotFound Kind = "QubesVolumeRevisionNotFoundError"
+	VolumeCopyInUse        Kind = "QubesVolumeCopyInUseError"
 )
 
 // Error is an error of a known Kind with the message a client sees.
