@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/storage"
 )
 
 // Qubes as a whole: classes, the list, creation, removal, notes.
@@ -53,15 +56,7 @@ func addVMMethods(t methodTable) {
 			}
 			return b, nil
 		}},
-		&Method{Name: "admin.vm.Remove", Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
-			if c.Dest.IsAdminVM() {
-				return nil, qerr.New(qerr.VMInUse, "'dom0' cannot be removed")
-			}
-			if s := c.Server.opts.States.PowerState(c.Dest); c.Dest.HasVM() && s != "Halted" {
-				return nil, qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", property.PyRepr(c.Dest.Name()))
-			}
-			return nil, c.App.Remove(c.Dest)
-		}},
+		&Method{Name: "admin.vm.Remove", Write: true, Scope: Global, Run: removeQube},
 		&Method{Name: "admin.vm.notes.Get", Dest: DestVM, Handle: func(c *Call) ([]byte, error) {
 			b, err := os.ReadFile(filepath.Join(c.Dest.DirPath(), "notes.txt"))
 			if errors.Is(err, fs.ErrNotExist) {
@@ -98,12 +93,12 @@ func addVMMethods(t methodTable) {
 	for _, cl := range qubes.Classes() {
 		cl := cl
 		t.add(
-			&Method{Name: "admin.vm.Create." + cl.Name, Dest: DestAdminVM, Arg: Optional, Payload: Optional, Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
-				return nil, createQube(c, cl, false)
-			}},
-			&Method{Name: "admin.vm.CreateInPool." + cl.Name, Dest: DestAdminVM, Arg: Optional, Payload: Optional, Write: true, Scope: Global, Handle: func(c *Call) ([]byte, error) {
-				return nil, createQube(c, cl, true)
-			}},
+			&Method{Name: "admin.vm.Create." + cl.Name, Dest: DestAdminVM, Arg: Optional, Payload: Optional, Write: true, Scope: Global,
+				Prepare: func(ctx context.Context, c *Call) error { return prepareCreate(c, cl, false) },
+				Run:     createQube},
+			&Method{Name: "admin.vm.CreateInPool." + cl.Name, Dest: DestAdminVM, Arg: Optional, Payload: Optional, Write: true, Scope: Global,
+				Prepare: func(ctx context.Context, c *Call) error { return prepareCreate(c, cl, true) },
+				Run:     createQube},
 		)
 	}
 }
@@ -123,10 +118,15 @@ func appendVMListLine(b []byte, c *Call, q *qubes.Qube) []byte {
 
 var createVolumes = []string{"root", "private", "volatile", "kernel"}
 
-// createQube parses "name=N label=L [pool=P | pool:VOL=P ...]" and creates
-// the qube, tagged created-by-<source>.
-func createQube(c *Call, cl *qubes.Class, allowPool bool) error {
-	var template *qubes.Qube
+// createRequest is a parsed admin.vm.Create*.
+type createRequest struct {
+	class *qubes.Class
+	opt   qubes.CreateOptions
+}
+
+// prepareCreate parses "name=N label=L [pool=P | pool:VOL=P ...]" and
+// checks it as far as the reference does before the permission event.
+func prepareCreate(c *Call, cl *qubes.Class, allowPool bool) error {
 	if c.Arg != "" {
 		if cl.Table() != nil {
 			if _, ok := cl.Table().Lookup("template"); !ok {
@@ -163,9 +163,12 @@ func createQube(c *Call, cl *qubes.Class, allowPool bool) error {
 				return err
 			}
 			labelGiven = true
-			if l, err := c.App.Label(value); err == nil {
-				opt.Label, labelFound = l, true
-			}
+			_ = c.App.Read(func() error {
+				if l, err := c.App.Label(value); err == nil {
+					opt.Label, labelFound = l, true
+				}
+				return nil
+			})
 		case key == "pool" && allowPool:
 			opt.Pool = value
 		case strings.HasPrefix(key, "pool:") && allowPool:
@@ -189,21 +192,104 @@ func createQube(c *Call, cl *qubes.Class, allowPool bool) error {
 	if opt.Pool != "" && len(opt.Pools) > 0 {
 		return qerr.New(qerr.ProtocolError, "Conflicting options specified: 'pool=', 'pool:volume='")
 	}
-	if _, err := c.App.Qube(opt.Name); err == nil {
-		return qerr.New(qerr.VMAlreadyExists, "Qube already exists: %s", opt.Name)
+	c.State = &createRequest{class: cl, opt: opt}
+	pools := map[string]string{}
+	for k, v := range opt.Pools {
+		pools[k] = v
 	}
+	c.Perm = []events.KV{{Key: "pool", Value: opt.Pool}, {Key: "pools", Value: pools}, {Key: "name", Value: opt.Name}, {Key: "label", Value: opt.Label}}
 	if c.Arg != "" {
-		var err error
-		if template, err = c.App.Qube(c.Arg); err != nil {
+		c.Perm = append(c.Perm, events.KV{Key: "template", Value: c.Arg})
+	}
+	return nil
+}
+
+// createQube creates the qube, tagged created-by-<source>, and then its
+// volumes. The record goes in under the write lock — with the checks
+// (name free, template, pools) in the same critical section, so of two
+// creates of one name exactly one gets it — and the volumes are created
+// with no lock held. If a volume cannot be created, the volumes made so
+// far are removed (storage.Manager.CreateAll) and so is the record; the
+// error names the volume and its pool.
+func createQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
+	r := c.State.(*createRequest)
+	m := c.Server.opts.Storage
+	var q *qubes.Qube
+	var vols []storage.Volume
+	version, err := c.App.Write(func() error {
+		opt := r.opt
+		if _, err := c.App.Qube(opt.Name); err == nil {
+			return qerr.New(qerr.VMAlreadyExists, "Qube already exists: %s", opt.Name)
+		}
+		if c.Arg != "" {
+			t, err := c.App.Qube(c.Arg)
+			if err != nil {
+				return err
+			}
+			opt.Template = t
+		}
+		nq, err := c.App.Create(r.class, opt)
+		if err != nil {
 			return err
 		}
-		opt.Template = template
+		q = nq
+		if err := q.Tags.Add("created-by-" + c.Src.Name()); err != nil {
+			return err
+		}
+		if m != nil && q.HasVM() {
+			if vols, err = m.Volumes(q); err != nil {
+				if rerr := c.App.Remove(q); rerr != nil {
+					c.Server.log.Error("removing a qube whose volumes are unusable", "qube", q.Name(), "error", rerr)
+				}
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(vols) == 0 {
+		return nil, version, err
 	}
-	q, err := c.App.Create(cl, opt)
+	if err := m.CreateAll(ctx, vols); err != nil {
+		v2, rerr := c.App.Write(func() error { return c.App.Remove(q) })
+		if rerr != nil {
+			c.Server.log.Error("removing a qube whose volumes could not be created", "qube", q.Name(), "error", rerr)
+		}
+		return nil, v2, err
+	}
+	version, err = c.App.Write(func() error { return q.FireEvent("domain-create-on-disk", false) })
+	return nil, version, err
+}
+
+// removeQube removes the qube's record, then its volumes with no lock
+// held. A volume that cannot be removed is logged and left on disk: the
+// qube is gone either way, as in the reference.
+func removeQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
+	m := c.Server.opts.Storage
+	var vols []storage.Volume
+	version, err := c.App.Write(func() error {
+		if c.Dest.IsAdminVM() {
+			return qerr.New(qerr.VMInUse, "'dom0' cannot be removed")
+		}
+		if s := c.Server.opts.States.PowerState(c.Dest); c.Dest.HasVM() && s != "Halted" {
+			return qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", property.PyRepr(c.Dest.Name()))
+		}
+		if m != nil {
+			var err error
+			if vols, err = m.Volumes(c.Dest); err != nil {
+				c.Server.log.Error("the volumes of a removed qube cannot be read; they are left on disk", "qube", c.Dest.Name(), "error", err)
+			}
+		}
+		return c.App.Remove(c.Dest)
+	})
 	if err != nil {
-		return err
+		return nil, version, err
 	}
-	return q.Tags.Add("created-by-" + c.Src.Name())
+	if len(vols) > 0 {
+		if err := m.RemoveAll(ctx, vols); err != nil {
+			c.Server.log.Error("Error while removing VM files; they are left on disk", "qube", c.Dest.Name(), "error", err)
+		}
+	}
+	return nil, version, nil
 }
 
 // safeForDisplay approximates libqubes-pure's check: printable characters

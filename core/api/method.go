@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 
+	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/qubes"
 )
 
@@ -50,6 +51,32 @@ type Method struct {
 	Handle func(c *Call) ([]byte, error)
 	// Stream, for event streams, takes over the connection instead.
 	Stream func(ctx context.Context, c *Call, send func([]byte) error) error
+
+	// Run, instead of Handle, serves methods with slow work outside the
+	// model lock (storage: a clone copies gigabytes, a driver may hang).
+	// The server runs, in order:
+	//
+	//  1. Prepare (optional), with no lock held: the method's own argument
+	//     and payload checks, in the reference's order. It takes App.Read
+	//     itself when it reads the model, and may set c.Perm (the extra
+	//     kwargs of the admin-permission event) and c.State (what it
+	//     parsed, for Run).
+	//  2. the admin-permission event, under the read lock;
+	//  3. Run, with no lock held. Run takes App.Read or App.Write itself,
+	//     only to read records and to record results — never across a
+	//     driver call — and returns the model version to make durable
+	//     (that of its last App.Write; 0 when it changed nothing). The
+	//     server commits that version, as for Write methods, before it
+	//     replies; an error reply is sent as is, after committing what Run
+	//     changed before it failed (a non-zero version with the error).
+	//
+	// Write still says whether the method changes anything (policy, docs);
+	// the locking is Run's own.
+	Run     func(ctx context.Context, c *Call) (body []byte, version uint64, err error)
+	Prepare func(ctx context.Context, c *Call) error
+	// NoPermission skips the admin-permission event of a Run method: the
+	// second half of an internal operation whose first half asked.
+	NoPermission bool
 }
 
 // Call is one validated request on its way through a handler.
@@ -61,6 +88,15 @@ type Call struct {
 	Dest    *qubes.Qube
 	Arg     string
 	Payload []byte // untrusted: handlers validate before use
+	// Perm are the extra kwargs of the admin-permission event (set by a
+	// Run method's Prepare).
+	Perm []events.KV
+	// PermMethod, when set, is the method the admin-permission event
+	// names instead of this one (internal.vm.volume.ImportBegin asks for
+	// admin.vm.volume.Import or ImportWithSize, the call the user made).
+	PermMethod string
+	// State carries what Prepare parsed to Run.
+	State any
 }
 
 // methodTable holds every method by name.
@@ -96,5 +132,7 @@ func newMethodTable() methodTable {
 	addLabelMethods(t)
 	addEventMethods(t)
 	addPluginMethods(t)
+	addPoolMethods(t)
+	addVolumeMethods(t)
 	return t
 }

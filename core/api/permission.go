@@ -15,8 +15,12 @@ var uuidRe = regexp.MustCompile(`\A[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]*\z`)
 // the destination and argument. A handler error is a refusal. The policy
 // layer (core/policy) hooks in here; the core's own rules are below.
 func (c *Call) checkPermission() error {
-	return c.Src.FireEvent("admin-permission:"+c.Method.Name, true,
-		events.KV{Key: "dest", Value: c.Dest}, events.KV{Key: "arg", Value: c.Arg})
+	kw := append([]events.KV{{Key: "dest", Value: c.Dest}, {Key: "arg", Value: c.Arg}}, c.Perm...)
+	name := c.Method.Name
+	if c.PermMethod != "" {
+		name = c.PermMethod
+	}
+	return c.Src.FireEvent("admin-permission:"+name, true, kw...)
 }
 
 // Features that only the core itself may change: they record the state of

@@ -17,6 +17,7 @@ import (
 	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/storage"
 )
 
 // Committer makes a model version durable (core/store.Committer).
@@ -88,8 +89,13 @@ type Options struct {
 	// ReadTimeout bounds how long a client may take to send its request.
 	// Default 60 s.
 	ReadTimeout time.Duration
-	// Plugins reports the plugins for admin.plugin.List (nil: none).
+	// Plugins reports the plugins for admin.plugin.List (nil: none); its
+	// pool-driver plugins are the drivers admin.pool.ListDrivers and
+	// admin.pool.Add offer.
 	Plugins PluginStatus
+	// Storage runs the pool and volume methods (nil: they fail with
+	// "storage is not configured").
+	Storage *storage.Manager
 	// Methods selects the method table: AdminMethods (the default) for
 	// qubesd.sock; NoMethods for qubesd.internal.sock and qubesd.misc.sock
 	// until their methods (qrexec policy, tools' notifications) arrive.
@@ -102,6 +108,9 @@ type MethodSet uint8
 const (
 	AdminMethods MethodSet = iota
 	NoMethods
+	// InternalMethods are qubesd.internal.sock's (spec admin-api §1.9):
+	// internal.vm.volume.ImportBegin/ImportEnd.
+	InternalMethods
 )
 
 // Server answers Admin API requests.
@@ -110,6 +119,7 @@ type Server struct {
 	app     *qubes.App
 	log     hclog.Logger
 	methods methodTable
+	clones  cloneTokens // admin.vm.volume.CloneFrom/CloneTo
 
 	ctx    context.Context // cancelled by Shutdown: ends event streams
 	cancel context.CancelFunc
@@ -166,9 +176,12 @@ func New(o Options) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opts: o, app: o.App, log: o.Logger, methods: methodTable{}, ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{}, active: map[net.Conn]connState{}}
-	if o.Methods == AdminMethods {
+	switch o.Methods {
+	case AdminMethods:
 		s.methods = newMethodTable()
 		registerPermissionRules(s.app)
+	case InternalMethods:
+		s.methods = newInternalMethodTable()
 	}
 	return s
 }
@@ -391,6 +404,9 @@ func (s *Server) run(ctx context.Context, c *Call) (reply []byte) {
 			reply = ErrorReply(qerr.New(qerr.Exception, "internal error in %s: %v (see the qubesd log)", c.Method.Name, p))
 		}
 	}()
+	if c.Method.Run != nil {
+		return s.runUnlocked(ctx, c)
+	}
 	var body []byte
 	handle := func() error {
 		if err := c.checkPermission(); err != nil {
@@ -410,11 +426,44 @@ func (s *Server) run(ctx context.Context, c *Call) (reply []byte) {
 	if err != nil {
 		return s.errorReply(c, err)
 	}
-	if s.opts.Committer != nil {
-		if err := s.opts.Committer.Commit(ctx, version); err != nil {
-			s.log.Error("saving the store failed; the change is in memory only", "method", c.Method.Name, "dest", c.Dest.Name(), "error", err)
-			return ErrorReply(qerr.Wrap(qerr.Exception, err, "the change was made but could not be saved: %v", err))
+	if err := s.commit(ctx, c, version); err != nil {
+		return ErrorReply(err)
+	}
+	return OKReply(body)
+}
+
+// commit makes version durable (nothing without a Committer).
+func (s *Server) commit(ctx context.Context, c *Call, version uint64) error {
+	if s.opts.Committer == nil || version == 0 {
+		return nil
+	}
+	if err := s.opts.Committer.Commit(ctx, version); err != nil {
+		s.log.Error("saving the store failed; the change is in memory only", "method", c.Method.Name, "dest", c.Dest.Name(), "error", err)
+		return qerr.Wrap(qerr.Exception, err, "the change was made but could not be saved: %v", err)
+	}
+	return nil
+}
+
+// runUnlocked serves a Run method (see Method.Run): Prepare, the
+// permission event under the read lock, then Run with no lock held, and
+// the version Run returns made durable before the reply.
+func (s *Server) runUnlocked(ctx context.Context, c *Call) []byte {
+	if c.Method.Prepare != nil {
+		if err := c.Method.Prepare(ctx, c); err != nil {
+			return s.errorReply(c, err)
 		}
+	}
+	if !c.Method.NoPermission {
+		if err := s.app.Read(c.checkPermission); err != nil {
+			return s.errorReply(c, err)
+		}
+	}
+	body, version, err := c.Method.Run(ctx, c)
+	if cerr := s.commit(ctx, c, version); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return s.errorReply(c, err)
 	}
 	return OKReply(body)
 }

@@ -13,9 +13,11 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,18 +28,25 @@ import (
 	"github.com/qubesgo/qubesd/core/pluginhost"
 	"github.com/qubesgo/qubesd/core/qdb"
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/storage"
 	"github.com/qubesgo/qubesd/core/store"
 )
 
 // Daemon is a running qubesd.
 type Daemon struct {
-	cfg       *config.Config
-	log       hclog.Logger
+	cfg  *config.Config
+	log  hclog.Logger
+	opts Options
+	// ctx ends when the daemon closes; bg runs its background work.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
 	store     *store.Store
 	committer *store.Committer
 	app       *qubes.App
 	qdb       *qdb.Registry
 	plugins   *pluginhost.Host
+	storage   *storage.Manager
 	servers   []*api.Server
 	sockets   []string
 	done      chan error
@@ -85,9 +94,17 @@ func Init(cfg *config.Config, log hclog.Logger) error {
 	return createStore(cfg, st, log)
 }
 
+// setupPending marks, in the data directory, a new system whose pools
+// have not been set up yet: that needs their drivers, which run only in
+// the daemon, so `qubesd init` leaves it to the first start.
+const setupPending = "pools-setup-pending"
+
 func createStore(cfg *config.Config, st *store.Store, log hclog.Logger) error {
 	app := qubes.NewSystem(modelOptions(cfg, log))
 	doc, _ := app.Snapshot()
+	if err := os.WriteFile(filepath.Join(cfg.Daemon.DataDir, setupPending), nil, 0o600); err != nil {
+		return fmt.Errorf("marking the new system's pools for setup: %w", err)
+	}
 	if err := st.Save(doc); err != nil {
 		return fmt.Errorf("writing the new store: %w", err)
 	}
@@ -106,10 +123,23 @@ func modelOptions(cfg *config.Config, log hclog.Logger) qubes.Options {
 	}
 }
 
+// Options change how a daemon is put together, for tests.
+type Options struct {
+	// PoolDrivers, when set, serve the pools instead of the configured
+	// pool-driver plugins (in-process drivers for tests).
+	PoolDrivers storage.Drivers
+}
+
 // Start opens the store, loads the model and starts serving. A missing
 // store is created first. It returns once the sockets accept connections.
 func Start(cfg *config.Config, log hclog.Logger) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, done: make(chan error, 3)}
+	return StartWith(cfg, log, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(cfg *config.Config, log hclog.Logger, opts Options) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: log, opts: opts, done: make(chan error, 3)}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if err := d.start(); err != nil {
 		d.close()
 		return nil, err
@@ -180,17 +210,52 @@ func (d *Daemon) start() (err error) {
 	}
 	d.plugins.Start() // a plugin that fails to start never stops the daemon
 
-	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Plugins: d.plugins})
+	// Pools name their driver by plugin name: the host serves them. The
+	// import journal lives with qubes.xml: an import a crash interrupted
+	// is ended (discarded) once the drivers are up.
+	var drivers storage.Drivers = d.plugins
+	if d.opts.PoolDrivers != nil {
+		drivers = d.opts.PoolDrivers
+	}
+	d.storage = storage.New(app, drivers, storage.Options{Logger: log.Named("storage"), StateDir: cfg.Daemon.DataDir, Commit: d.committer.Commit})
+	d.bg.Go(d.storageStartup)
+	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Plugins: d.plugins, Storage: d.storage})
 	if err := d.listen(cfg.Daemon.SocketPath(), admin); err != nil {
 		return err
 	}
-	for _, p := range []string{cfg.Daemon.InternalSocketPath(), cfg.Daemon.MiscSocketPath()} {
-		srv := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.NoMethods})
-		if err := d.listen(p, srv); err != nil {
-			return err
+	internal := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.InternalMethods, Storage: d.storage})
+	if err := d.listen(cfg.Daemon.InternalSocketPath(), internal); err != nil {
+		return err
+	}
+	misc := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.NoMethods})
+	return d.listen(cfg.Daemon.MiscSocketPath(), misc)
+}
+
+// storageStartup runs once the plugins have had their first start: it
+// sets up the pools of a new system and ends the imports a crash left
+// behind. Failures are logged; the pools concerned stay unavailable.
+func (d *Daemon) storageStartup() {
+	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+	defer cancel()
+	d.plugins.WaitReady(ctx)
+	pending := filepath.Join(d.cfg.Daemon.DataDir, setupPending)
+	if _, err := os.Stat(pending); err == nil {
+		var pools []storage.Pool
+		_ = d.app.Read(func() error { pools = d.storage.Pools(); return nil })
+		ok := true
+		for _, p := range pools {
+			if err := d.storage.SetupPool(ctx, p); err != nil {
+				d.log.Error("setting up a pool of the new system failed; it stays unavailable until it is fixed and qubesd restarted", "pool", p.Name, "driver", p.Driver, "error", err)
+				ok = false
+			}
+		}
+		if ok {
+			_ = os.Remove(pending)
 		}
 	}
-	return nil
+	if err := d.storage.CleanupAbandonedImports(ctx); err != nil {
+		d.log.Error("ending the volume imports a crash left behind", "error", err)
+	}
 }
 
 // listen opens a unix socket, replacing a stale one, and serves srv on it.
@@ -249,6 +314,9 @@ func removeStaleSocket(path string) error {
 	return os.Remove(path)
 }
 
+// Storage returns the storage manager.
+func (d *Daemon) Storage() *storage.Manager { return d.storage }
+
 // Plugins returns the plugin host.
 func (d *Daemon) Plugins() *pluginhost.Host { return d.plugins }
 
@@ -282,6 +350,8 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) close() {
+	d.cancel()
+	d.bg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, s := range d.servers {

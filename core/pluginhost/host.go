@@ -204,6 +204,18 @@ func (h *Host) PoolDriver(name string) (pool.Driver, error) {
 	return &poolProxy{in: in}, nil
 }
 
+// DriverNames lists the configured pool-driver plugins: the driver names
+// pools may use.
+func (h *Host) DriverNames() []string {
+	var names []string
+	for _, in := range h.plugins {
+		if in.kind == sdkplugin.KindPoolDriver {
+			names = append(names, in.name)
+		}
+	}
+	return names
+}
+
 // instance is one configured plugin and its current process.
 type instance struct {
 	host   *Host
