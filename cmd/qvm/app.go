@@ -45,6 +45,9 @@ var tools = []*toolSpec{
 	{name: "qvm-tags", sub: "tags", short: "Manage a qube's tags", build: newTagsCmd},
 	{name: "qvm-check", sub: "check", short: "Check that qubes exist, run, are templates or networked", build: newCheckCmd},
 	{name: "qvm-plugin", sub: "plugin", short: "Show the daemon's plugins and their state", build: newPluginCmd},
+	{name: "qvm-pool", sub: "pool", short: "Manage storage pools", build: newPoolCmd},
+	{name: "qvm-volume", sub: "volume", short: "Manage the storage volumes of qubes", build: newVolumeCmd},
+	{name: "qvm-clone", sub: "clone", short: "Clone a qube", build: newCloneCmd},
 }
 
 func toolByName(name string) *toolSpec {

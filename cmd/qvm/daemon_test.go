@@ -15,6 +15,8 @@ import (
 	"github.com/qubesgo/qubesd/config"
 	"github.com/qubesgo/qubesd/core/daemon"
 	"github.com/qubesgo/qubesd/core/qubes/qubestest"
+	"github.com/qubesgo/qubesd/core/storage/storagetest"
+	"github.com/qubesgo/qubesd/sdk/pool"
 )
 
 // TestScriptsRealDaemon runs testdata/daemon/*.txtar against a real qubesd
@@ -52,11 +54,22 @@ func TestScriptsRealDaemon(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(data, "qubes.xml"), []byte(xml), 0o660); err != nil {
 				return err
 			}
-			cfg, err := config.Parse([]byte(fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\n", data, dir)), "test")
+			cfg, err := config.Parse([]byte(fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\n\n[plugins]\n", data, dir)), "test")
 			if err != nil {
 				return err
 			}
-			d, err := daemon.Start(cfg, hclog.NewNullLogger())
+			// in-process drivers for the fixture's pools (the real ones are
+			// plugins, tested end to end in plugintests)
+			drivers := storagetest.Drivers{
+				"file-reflink": storagetest.NewMemDriver(filepath.Join(dir, "file-reflink")),
+				"linux-kernel": storagetest.NewMemDriver(filepath.Join(dir, "linux-kernel")),
+			}
+			for pl, dr := range map[string]string{"varlibqubes": "file-reflink", "linux-kernel": "linux-kernel"} {
+				if err := drivers[dr].Setup(context.Background(), pool.Pool{Name: pl, Config: map[string]string{}}); err != nil {
+					return err
+				}
+			}
+			d, err := daemon.StartWith(cfg, hclog.NewNullLogger(), daemon.Options{PoolDrivers: drivers})
 			if err != nil {
 				return err
 			}
