@@ -329,7 +329,14 @@ func parse(data []byte, source string, base *Config) (*Config, map[string]bool, 
 	cfg := &Config{Source: source, Plugins: map[string]Plugin{}}
 	if base != nil {
 		cfg.Daemon = base.Daemon
+		// [daemon] keys merge one by one; the plugin list is all or
+		// nothing: a file that lists plugins replaces the default's list,
+		// so that it can leave one out.
+		_, ownPlugins := raw["plugins"]
 		for _, name := range base.PluginOrder {
+			if ownPlugins {
+				break
+			}
 			cfg.Plugins[name] = base.Plugins[name]
 			cfg.PluginOrder = append(cfg.PluginOrder, name)
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,8 +59,13 @@ func TestDefault(t *testing.T) {
 	if cfg.Daemon != want {
 		t.Errorf("Default().Daemon =\n%+v\nwant\n%+v", cfg.Daemon, want)
 	}
-	if cfg.Source != DefaultSource || len(cfg.Plugins) != 0 || len(cfg.PluginOrder) != 0 {
-		t.Errorf("Default() = source %q, plugins %v %v; want %q and no plugins", cfg.Source, cfg.Plugins, cfg.PluginOrder, DefaultSource)
+	if want := []string{"file", "file-reflink", "linux-kernel"}; cfg.Source != DefaultSource || !reflect.DeepEqual(cfg.PluginOrder, want) {
+		t.Errorf("Default() = source %q, plugins %v; want %q and the pool drivers %v", cfg.Source, cfg.PluginOrder, DefaultSource, want)
+	}
+	for _, n := range cfg.PluginOrder {
+		if cfg.Plugins[n].Kind != PoolDriver {
+			t.Errorf("default plugin %s: kind %q, want pool-driver", n, cfg.Plugins[n].Kind)
+		}
 	}
 	for got, want := range map[string]string{
 		cfg.Daemon.SocketPath():         filepath.Join(wd, "_run", "qubesd.sock"),
@@ -96,7 +102,7 @@ func TestDefaultExamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("uncommented examples: %v", err)
 	}
-	if want := []string{"file", "block"}; !reflect.DeepEqual(cfg.PluginOrder, want) {
+	if want := []string{"file", "file-reflink", "linux-kernel", "block"}; !reflect.DeepEqual(cfg.PluginOrder, want) {
 		t.Fatalf("plugins %v, want %v", cfg.PluginOrder, want)
 	}
 	if cfg.Plugins["file"].Kind != PoolDriver || cfg.Plugins["block"].Kind != Extension {
@@ -254,6 +260,30 @@ path = "p"
 	}
 	if got := err.Error(); got != strings.Join(want, "\n") {
 		t.Errorf("err.Error() =\n%s", got)
+	}
+}
+
+// A file without plugins keeps the default's; one with plugins replaces
+// the whole list, so that it can leave a default plugin out.
+func TestPluginListIsAllOrNothing(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       []string
+	}{
+		{"no plugins: the default's", "[daemon]\nlog_level = \"debug\"\n", []string{"file", "file-reflink", "linux-kernel"}},
+		{"plugins: only the file's", "[plugins.lvm]\nkind = \"pool-driver\"\npath = \"p\"\n", []string{"lvm"}},
+		{"an empty plugins table: none", "[plugins]\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.toml), "t.toml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(cfg.PluginOrder, tt.want) {
+				t.Errorf("plugins %v, want %v", cfg.PluginOrder, tt.want)
+			}
+		})
 	}
 }
 
