@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 			{"othercookie", "..", "./plugintests/testdata/othercookie"},
 			{"benchext", "..", "./plugintests/testdata/benchext"},
 			{"grpcecho", "..", "./plugintests/testdata/grpcecho"},
+			{"qubesd-pool-file-reflink", "..", "./plugins/pool-file/cmd/qubesd-pool-file-reflink"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.dir
