@@ -93,6 +93,9 @@ type DaemonConfig struct {
 	PluginDir   string // plugin_dir: relative plugin paths are resolved against it
 	LogLevel    string // log_level: trace, debug, info, warn or error
 	LogFormat   string // log_format: text or json
+	// PoolReservePercent (pool_reserve_percent) of every pool is kept
+	// free: a clone or import that would use it is refused. 0 to 50.
+	PoolReservePercent int
 }
 
 // Plugin is one [plugins.NAME] table.
@@ -395,7 +398,7 @@ func (p *parser) joined() error {
 }
 
 var (
-	daemonKeys = []string{"data_dir", "run_dir", "socket_group", "libvirt_uri", "plugin_dir", "log_level", "log_format"}
+	daemonKeys = []string{"data_dir", "run_dir", "socket_group", "libvirt_uri", "plugin_dir", "log_level", "log_format", "pool_reserve_percent"}
 	pluginKeys = []string{"kind", "path", "sha256", "config", "env"}
 )
 
@@ -444,6 +447,16 @@ func (p *parser) daemon(t map[string]any, d *DaemonConfig) {
 	}
 	for _, k := range sortedKeys(t) {
 		key := toml.Key{"daemon", k}
+		if k == "pool_reserve_percent" {
+			n, ok := t[k].(int64)
+			if !ok || n < 0 || n > 50 {
+				p.errorf(key, t[k], "must be a whole number of percent from 0 to 50")
+				continue
+			}
+			p.set[key.String()] = true
+			d.PoolReservePercent = int(n)
+			continue
+		}
 		dst, ok := fields[k]
 		if !ok {
 			p.errorf(key, nil, "unknown %s (allowed in [daemon]: %s)", kindOf(t[k]), strings.Join(daemonKeys, ", "))

@@ -55,6 +55,8 @@ func TestDefault(t *testing.T) {
 		PluginDir:   filepath.Join(wd, "bin"),
 		LogLevel:    "info",
 		LogFormat:   "text",
+
+		PoolReservePercent: 5,
 	}
 	if cfg.Daemon != want {
 		t.Errorf("Default().Daemon =\n%+v\nwant\n%+v", cfg.Daemon, want)
@@ -111,7 +113,7 @@ func TestDefaultExamples(t *testing.T) {
 }
 
 func TestUnknownKeys(t *testing.T) {
-	const daemonAllowed = "(allowed in [daemon]: data_dir, run_dir, socket_group, libvirt_uri, plugin_dir, log_level, log_format)"
+	const daemonAllowed = "(allowed in [daemon]: data_dir, run_dir, socket_group, libvirt_uri, plugin_dir, log_level, log_format, pool_reserve_percent)"
 	const pluginAllowed = "(allowed in [plugins.NAME]: kind, path, sha256, config, env)"
 	const topAllowed = "(allowed at the top level: [daemon], [plugins.NAME])"
 	tests := []struct {
@@ -190,6 +192,8 @@ func TestValidationErrors(t *testing.T) {
 			`t.toml:1: plugins.File: invalid plugin name: must match [a-z0-9][a-z0-9_-]* (lowercase letters, digits, "_" and "-")`},
 		{"plugin name leading dash", "[plugins.-x]\nkind = \"extension\"\npath = \"p\"\n",
 			`t.toml:1: plugins.-x: invalid plugin name: must match [a-z0-9][a-z0-9_-]* (lowercase letters, digits, "_" and "-")`},
+		{"pool_reserve_percent too big", "[daemon]\npool_reserve_percent = 60\n", `t.toml:2: daemon.pool_reserve_percent = 60: must be a whole number of percent from 0 to 50`},
+		{"pool_reserve_percent a string", "[daemon]\npool_reserve_percent = \"5\"\n", `t.toml:2: daemon.pool_reserve_percent = "5": must be a whole number of percent from 0 to 50`},
 		{"env not a table", plugin + "env = \"A=1\"\n", `t.toml:4: plugins.file.env = "A=1": must be a table ([plugins.file.env])`},
 		{"env value not a string", plugin + "[plugins.file.env]\nGOMAXPROCS = 4\n",
 			`t.toml:5: plugins.file.env.GOMAXPROCS = 4: must be a string (quote numbers: GOMAXPROCS = "4")`},
@@ -248,7 +252,7 @@ path = "p"
 		`many.toml:2: daemon.log_level = "loud": must be one of trace, debug, info, warn, error`,
 		`many.toml:3: daemon.log_format = "xml": must be "text" or "json"`,
 		`many.toml:4: daemon.data_dir = "": required`,
-		`many.toml:5: daemon.colour: unknown key (allowed in [daemon]: data_dir, run_dir, socket_group, libvirt_uri, plugin_dir, log_level, log_format)`,
+		`many.toml:5: daemon.colour: unknown key (allowed in [daemon]: data_dir, run_dir, socket_group, libvirt_uri, plugin_dir, log_level, log_format, pool_reserve_percent)`,
 		`many.toml:7: plugins.file.path: required`,
 		`many.toml:8: plugins.file.kind = "pool": must be "pool-driver" or "extension"`,
 		`many.toml:9: plugins.file.sha256 = "xyz": must be 64 hexadecimal characters`,

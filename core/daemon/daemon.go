@@ -217,7 +217,8 @@ func (d *Daemon) start() (err error) {
 	if d.opts.PoolDrivers != nil {
 		drivers = d.opts.PoolDrivers
 	}
-	d.storage = storage.New(app, drivers, storage.Options{Logger: log.Named("storage"), StateDir: cfg.Daemon.DataDir, Commit: d.committer.Commit})
+	d.storage = storage.New(app, drivers, storage.Options{Logger: log.Named("storage"), StateDir: cfg.Daemon.DataDir, Commit: d.committer.Commit,
+		ReservePercent: uint64(cfg.Daemon.PoolReservePercent)})
 	d.bg.Go(d.storageStartup)
 	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Plugins: d.plugins, Storage: d.storage})
 	if err := d.listen(cfg.Daemon.SocketPath(), admin); err != nil {
