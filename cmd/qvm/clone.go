@@ -231,7 +231,11 @@ func copyQubeMetadata(ctx context.Context, t *tool, c *admin.Client, o *cloneOpt
 		}
 	}
 	rules, err := c.Call(ctx, "admin.vm.firewall.Get", src, "", nil)
-	if err == nil {
+	if admin.IsNoSuchMethod(err) {
+		// A daemon without the firewall extension keeps no rules:
+		// there are none to copy.
+		err = nil
+	} else if err == nil {
 		_, err = c.Call(ctx, "admin.vm.firewall.Set", dst, "", rules)
 	}
 	if err != nil {
