@@ -675,10 +675,6 @@ func (t *tool) internalSocket(flag string) string {
 	return filepath.Join(filepath.Dir(t.client().Socket()), "qubesd.internal.sock")
 }
 
-// importBlock is the unit of the copy; all-zero blocks are skipped
-// (seeked over) to keep the volume sparse.
-const importBlock = 64 << 10
-
 // importVolume imports a file or stdin into a volume through qubesd's
 // internal API, as the reference's admin.vm.volume.Import script does:
 // internal.vm.volume.ImportBegin gives "<size> <path>", exactly size bytes
@@ -728,25 +724,23 @@ func importVolume(ctx context.Context, t *tool, c *admin.Client, o *volumeOption
 	if err != nil {
 		return volumeFailure(err)
 	}
-	sizeText, path, ok := strings.Cut(string(body), " ")
-	size, perr := strconv.ParseInt(sizeText, 10, 64)
-	if !ok || perr != nil || size < 0 || path == "" {
-		err := fmt.Errorf("internal.vm.volume.ImportBegin: %w: %q", admin.ErrMalformedReply, body)
+	size, path, err := admin.ParseImportBegin(body)
+	if err != nil {
 		_, _ = ic.Call(context.WithoutCancel(ctx), "internal.vm.volume.ImportEnd", ref.vm, ref.volume, []byte("fail\nbad reply from ImportBegin"))
 		return volumeFailure(err)
 	}
 	bar := newProgress(t, size, true, "importing "+ref.String())
-	copyErr := writeVolumeData(ctx, path, in, size, bar)
-	status := "ok"
-	if copyErr != nil {
-		status = "fail\n" + copyErr.Error()
+	var written func(int)
+	if bar != nil {
+		written = func(n int) { _ = bar.Add(n) }
 	}
+	copyErr := admin.WriteImport(ctx, path, in, size, written)
 	if bar != nil {
 		_ = bar.Finish()
 	}
 	// ImportEnd must be sent even when interrupted: the daemon holds the
 	// volume until then.
-	_, err = ic.Call(context.WithoutCancel(ctx), "internal.vm.volume.ImportEnd", ref.vm, ref.volume, []byte(status))
+	_, err = ic.Call(context.WithoutCancel(ctx), "internal.vm.volume.ImportEnd", ref.vm, ref.volume, admin.ImportEndPayload(copyErr))
 	if err != nil {
 		return volumeFailure(err)
 	}
@@ -754,66 +748,6 @@ func importVolume(ctx context.Context, t *tool, c *admin.Client, o *volumeOption
 		return &errorLine{fmt.Errorf("Data import failed: %v", copyErr)}
 	}
 	return nil
-}
-
-// writeVolumeData copies exactly size bytes from in to the existing file or
-// device at path, seeking over all-zero blocks, then syncs it. Less input
-// than size, or more, is an error, with the reference script's messages.
-func writeVolumeData(ctx context.Context, path string, in io.Reader, size int64, bar *progressbar.ProgressBar) error {
-	out, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("error copying data: %v", err)
-	}
-	defer out.Close()
-	buf := make([]byte, importBlock)
-	var copied int64
-	for copied < size {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("error copying data: %v", err)
-		}
-		n := int(min(int64(len(buf)), size-copied))
-		m, err := io.ReadFull(in, buf[:n])
-		if m > 0 {
-			if isZero(buf[:m]) {
-				_, err = out.Seek(int64(m), io.SeekCurrent)
-			} else {
-				_, err = out.Write(buf[:m])
-			}
-			if err != nil {
-				return fmt.Errorf("error copying data: %v", err)
-			}
-			copied += int64(m)
-			if bar != nil {
-				_ = bar.Add(m)
-			}
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return fmt.Errorf("not enough data (copied %d bytes, expected %d bytes)", copied, size)
-		}
-		if err != nil {
-			return fmt.Errorf("error copying data: %v", err)
-		}
-	}
-	if err := out.Sync(); err != nil {
-		return fmt.Errorf("error copying data: %v", err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("error copying data: %v", err)
-	}
-	var one [1]byte
-	if n, _ := io.ReadFull(in, one[:]); n > 0 {
-		return fmt.Errorf("too much data (expected %d bytes)", size)
-	}
-	return nil
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // completeVolumeArgs completes qvm-volume's commands, then VM:VOLUME.

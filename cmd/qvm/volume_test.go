@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"os"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -88,52 +83,6 @@ func TestPoolLegacyCommand(t *testing.T) {
 		if _, _, err := o.legacyCommand(nil); err == nil {
 			t.Errorf("legacyCommand(%+v): no error", o)
 		}
-	}
-}
-
-func TestWriteVolumeData(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "vol.img")
-	const size = 3*importBlock + 100
-	orig := bytes.Repeat([]byte{0xff}, size+10)
-	data := make([]byte, size)
-	for i := range importBlock {
-		data[i] = byte(i%251 + 1)
-	}
-	copy(data[2*importBlock:], "tail")
-	// block 1 and most of block 3 are zeros: they are seeked over, so the
-	// old bytes stay (the daemon hands out a fresh, sparse volume)
-	if err := os.WriteFile(path, orig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeVolumeData(context.Background(), path, bytes.NewReader(data), size, nil); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := os.ReadFile(path)
-	if len(got) != size+10 {
-		t.Fatalf("the file was truncated or extended: %d bytes", len(got))
-	}
-	if !bytes.Equal(got[:importBlock], data[:importBlock]) || !bytes.Equal(got[2*importBlock:2*importBlock+4], []byte("tail")) {
-		t.Error("data blocks not written")
-	}
-	if !bytes.Equal(got[importBlock:2*importBlock], orig[:importBlock]) {
-		t.Error("an all-zero block was written, not skipped")
-	}
-
-	err := writeVolumeData(context.Background(), path, strings.NewReader("abc"), 5, nil)
-	if err == nil || err.Error() != "not enough data (copied 3 bytes, expected 5 bytes)" {
-		t.Errorf("short input: %v", err)
-	}
-	err = writeVolumeData(context.Background(), path, strings.NewReader("abcdef"), 5, nil)
-	if err == nil || err.Error() != "too much data (expected 5 bytes)" {
-		t.Errorf("long input: %v", err)
-	}
-	err = writeVolumeData(context.Background(), filepath.Join(dir, "missing"), strings.NewReader("abc"), 3, nil)
-	if err == nil || !strings.HasPrefix(err.Error(), "error copying data: ") {
-		t.Errorf("missing file: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
-		t.Error("the volume file was created")
 	}
 }
 
