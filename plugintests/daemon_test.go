@@ -83,7 +83,9 @@ func TestDaemonWithExtension(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "qubesd.toml")
-	toml := fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nplugin_dir = %q\nlog_level = \"warn\"\n\n[plugins.hello]\nkind = \"extension\"\npath = \"ext-hello\"\n",
+	toml := fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nplugin_dir = %q\nlog_level = \"warn\"\n\n[plugins.hello]\nkind = \"extension\"\npath = \"ext-hello\"\n"+
+		// the new system's pool varlibqubes (driver file) gets its volumes
+		"\n[plugins.file]\nkind = \"pool-driver\"\npath = \"pool-dir\"\n",
 		filepath.Join(dir, "data"), dir, bin)
 	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
@@ -99,9 +101,9 @@ func TestDaemonWithExtension(t *testing.T) {
 	}()
 	c := admin.New(filepath.Join(dir, "qubesd.sock"))
 	ctx := context.Background()
-	waitFor(t, "the extension to run", func() bool {
+	waitFor(t, "the extension and the pool driver to run", func() bool {
 		ps, err := c.Plugins(ctx)
-		return err == nil && len(ps) == 1 && ps[0].State == "running"
+		return err == nil && len(ps) == 2 && ps[0].State == "running" && ps[1].State == "running"
 	})
 	if err := c.Create(ctx, "StandaloneVM", "", "work", "red"); err != nil {
 		t.Fatal(err)
