@@ -224,32 +224,13 @@ func volumeInfo(ctx context.Context, c *Call) ([]byte, uint64, error) {
 	kv("usage", strconv.FormatUint(st.Usage, 10))
 	kv("rw", boolText(v.Spec.RW))
 	kv("source", v.Spec.SourceVID)
-	kv("path", volumePath(v))
+	kv("path", st.Path)
 	kv("save_on_stop", boolText(v.Spec.SaveOnStop))
 	kv("snap_on_start", boolText(v.Spec.SnapOnStart))
 	kv("revisions_to_keep", strconv.Itoa(v.Spec.RevisionsToKeep))
 	kv("ephemeral", boolText(v.Attrs["ephemeral"] == "True"))
 	kv("is_outdated", boolText(st.Outdated))
 	return b, 0, nil
-}
-
-// volumePath is the path= of Info, as the reference's drivers show it.
-// WORKAROUND: pool.VolumeState carries no path yet (asked of the storage
-// owner: a VolumeState.Path field the driver fills); until then the path
-// is derived for the reference's drivers from the pool's config.
-func volumePath(v storage.Volume) string {
-	dir := strings.TrimRight(v.Pool.Attrs["dir_path"], "/")
-	switch v.Pool.Driver {
-	case "file-reflink":
-		return dir + "/" + v.Spec.VID + "-dirty.img"
-	case "file":
-		return dir + "/" + v.Spec.VID + ".img"
-	case "linux-kernel":
-		return dir + "/" + v.Spec.VID + "/modules.img"
-	case "lvm_thin":
-		return "/dev/" + v.Spec.VID
-	}
-	return ""
 }
 
 // volumeClear replaces a volume's content with zeros: an import of

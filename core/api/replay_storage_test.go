@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qubesgo/qubesd/core/qerr"
@@ -133,8 +134,22 @@ func (d *refDriver) Revert(_ context.Context, _ pool.Pool, v pool.Volume, rev st
 func (d *refDriver) ListRevisions(context.Context, pool.Pool, pool.Volume) ([]pool.Revision, error) {
 	return nil, nil
 }
-func (d *refDriver) VolumeInfo(_ context.Context, _ pool.Pool, v pool.Volume) (pool.VolumeState, error) {
-	return pool.VolumeState{VID: v.VID, Size: v.Size}, nil
+
+// VolumeInfo gives the paths the reference's drivers show.
+func (d *refDriver) VolumeInfo(_ context.Context, p pool.Pool, v pool.Volume) (pool.VolumeState, error) {
+	st := pool.VolumeState{VID: v.VID, Size: v.Size}
+	dir := strings.TrimRight(p.Config["dir_path"], "/")
+	switch d.name {
+	case "file-reflink":
+		st.Path = dir + "/" + v.VID + "-dirty.img"
+	case "file":
+		st.Path = dir + "/" + v.VID + ".img"
+	case "linux-kernel":
+		st.Path = dir + "/" + v.VID + "/modules.img"
+	case "lvm_thin":
+		st.Path = "/dev/" + v.VID
+	}
+	return st, nil
 }
 func (d *refDriver) CloneFrom(context.Context, pool.Pool, pool.Volume, pool.Volume) error {
 	return nil

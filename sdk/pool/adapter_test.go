@@ -48,7 +48,7 @@ var (
 		Capabilities: Capabilities{Revisions: true, Shrink: true, FastClone: true, Import: true, Export: true, Ephemeral: true, OriginSnapshot: true},
 		PoolConfig:   []ConfigKey{{Name: "dir", Description: "where", Required: true, Default: "/d"}}}
 	mockUsage = Usage{Size: 100, Usage: 40, Details: map[string]uint64{"metadata_usage": 3}}
-	mockState = VolumeState{VID: "a/b", Size: 7, Usage: 3, Dirty: true, Outdated: true}
+	mockState = VolumeState{VID: "a/b", Size: 7, Usage: 3, Dirty: true, Outdated: true, Path: "/dev/qubes/a-b"}
 	mockDev   = BlockDevice{Path: "/dev/mock", RW: true, DevType: "cdrom"}
 	mockRevs  = []Revision{{ID: "1-back", Time: time.Unix(100, 5)}, {ID: "2-back", Time: time.Unix(200, 0)}}
 )

@@ -107,11 +107,11 @@ func infoFromProto(m *storagev1.InfoResponse) Info {
 }
 
 func stateToProto(s VolumeState) *storagev1.VolumeState {
-	return &storagev1.VolumeState{Vid: s.VID, Size: s.Size, Usage: s.Usage, Dirty: s.Dirty, Outdated: s.Outdated}
+	return &storagev1.VolumeState{Vid: s.VID, Size: s.Size, Usage: s.Usage, Dirty: s.Dirty, Outdated: s.Outdated, Path: s.Path}
 }
 
 func stateFromProto(m *storagev1.VolumeState) VolumeState {
-	return VolumeState{VID: m.GetVid(), Size: m.GetSize(), Usage: m.GetUsage(), Dirty: m.GetDirty(), Outdated: m.GetOutdated()}
+	return VolumeState{VID: m.GetVid(), Size: m.GetSize(), Usage: m.GetUsage(), Dirty: m.GetDirty(), Outdated: m.GetOutdated(), Path: m.GetPath()}
 }
 
 func revisionToProto(r Revision) *storagev1.Revision {

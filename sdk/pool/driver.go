@@ -261,6 +261,9 @@ type VolumeState struct {
 	Dirty bool
 	// Outdated: a started snapshot volume whose source has changed since.
 	Outdated bool
+	// Path is the file or block device the qube gets (or would get) for
+	// the volume, as admin.vm.volume.Info shows it ("" if none).
+	Path string
 }
 
 // BlockDevice is the disk a qube gets for a volume. An empty Path means no

@@ -438,10 +438,13 @@ func (d *File) VolumeInfo(_ context.Context, p pool.Pool, v pool.Volume) (pool.V
 	if err != nil {
 		return st, osError(err, "volume %s", v.VID)
 	}
+	// the qube gets the image itself, or for a snapshot volume its copy
+	// (the reference stacks device-mapper snapshots instead)
 	img, cow := f.img, ""
+	st.Path = f.img
 	switch v.Type() {
 	case pool.Snapshot:
-		img = ""
+		img, st.Path = "", f.cow
 		if k == cowCopy {
 			img = f.cow
 		}

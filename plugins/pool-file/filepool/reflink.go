@@ -483,7 +483,8 @@ func (d *Reflink) VolumeInfo(_ context.Context, p pool.Pool, v pool.Volume) (poo
 // the dirty image while started, else of the clean one, else the spec's.
 func reflinkState(p pool.Pool, v pool.Volume) pool.VolumeState {
 	r := reflinkPaths(p, v.VID)
-	st := pool.VolumeState{VID: v.VID, Size: v.Size}
+	// the qube always gets the dirty image, as in the reference
+	st := pool.VolumeState{VID: v.VID, Size: v.Size, Path: r.dirty}
 	img := r.clean
 	switch v.Type() {
 	case pool.Snapshot:

@@ -224,5 +224,7 @@ func (d *Driver) Kernel(ctx context.Context, p pool.Pool, version string) (Kerne
 
 // state is a kernel's volume state: never dirty nor outdated.
 func state(k Kernel) pool.VolumeState {
-	return pool.VolumeState{VID: k.Version, Size: k.ModulesSize, Usage: k.Usage}
+	// path is modules.img's place even when there is none, as in the
+	// reference (Start then gives no disk)
+	return pool.VolumeState{VID: k.Version, Size: k.ModulesSize, Usage: k.Usage, Path: filepath.Join(k.Dir, FileModules)}
 }

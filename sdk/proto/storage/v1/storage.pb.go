@@ -966,7 +966,10 @@ type VolumeState struct {
 	Dirty bool `protobuf:"varint,4,opt,name=dirty,proto3" json:"dirty,omitempty"`
 	// outdated: a started snapshot volume whose source changed since
 	// (Qubes is_outdated).
-	Outdated      bool `protobuf:"varint,5,opt,name=outdated,proto3" json:"outdated,omitempty"`
+	Outdated bool `protobuf:"varint,5,opt,name=outdated,proto3" json:"outdated,omitempty"`
+	// path: the file or block device the qube gets (or would get) for the
+	// volume, as admin.vm.volume.Info shows it; "" if none.
+	Path          string `protobuf:"bytes,6,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1037,13 @@ func (x *VolumeState) GetOutdated() bool {
 		return x.Outdated
 	}
 	return false
+}
+
+func (x *VolumeState) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 type ListVolumesResponse struct {
@@ -2181,13 +2191,14 @@ const file_storage_v1_storage_proto_rawDesc = "" +
 	"\adetails\x18\x03 \x03(\v2-.qubesd.storage.v1.UsageResponse.DetailsEntryR\adetails\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"{\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8f\x01\n" +
 	"\vVolumeState\x12\x10\n" +
 	"\x03vid\x18\x01 \x01(\tR\x03vid\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x14\n" +
 	"\x05usage\x18\x03 \x01(\x04R\x05usage\x12\x14\n" +
 	"\x05dirty\x18\x04 \x01(\bR\x05dirty\x12\x1a\n" +
-	"\boutdated\x18\x05 \x01(\bR\boutdated\"O\n" +
+	"\boutdated\x18\x05 \x01(\bR\boutdated\x12\x12\n" +
+	"\x04path\x18\x06 \x01(\tR\x04path\"O\n" +
 	"\x13ListVolumesResponse\x128\n" +
 	"\avolumes\x18\x01 \x03(\v2\x1e.qubesd.storage.v1.VolumeStateR\avolumes\"\x10\n" +
 	"\x0eCreateResponse\"\x10\n" +
