@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/sdk/pool"
@@ -197,7 +196,7 @@ func copyExtents(ctx context.Context, out, in *os.File, total int64, progress fu
 	}
 	buf := make([]byte, copyChunk)
 	for off := int64(0); off < total; {
-		start, end, err := dataExtent(in, off, total)
+		start, end, err := pool.DataExtent(in, off, total)
 		if err != nil {
 			return err
 		}
@@ -233,27 +232,4 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// Linux's lseek whence values for holes.
-const seekData, seekHole = 3, 4
-
-// dataExtent returns the first run of data in f at or after off, [start,
-// end); start is size if there is none. Where the file or file system
-// cannot tell (a block device, an old file system), all of it is data.
-func dataExtent(f *os.File, off, size int64) (start, end int64, err error) {
-	start, err = f.Seek(off, seekData)
-	switch {
-	case errors.Is(err, syscall.ENXIO):
-		return size, size, nil
-	case errors.Is(err, syscall.EINVAL):
-		return off, size, nil
-	case err != nil:
-		return 0, 0, err
-	}
-	end, err = f.Seek(start, seekHole)
-	if err != nil || end <= start {
-		return start, size, nil
-	}
-	return start, min(end, size), nil
 }

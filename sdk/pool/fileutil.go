@@ -56,7 +56,7 @@ func copyData(ctx context.Context, out, in *os.File) error {
 	for off := int64(0); err == nil && off < size; {
 		start, end := off, size
 		if runtime.GOOS == "linux" {
-			start, end, err = dataExtent(in, off, size)
+			start, end, err = DataExtent(in, off, size)
 		}
 		if err != nil || start >= size {
 			break
@@ -83,10 +83,12 @@ func copyData(ctx context.Context, out, in *os.File) error {
 // Linux's whence values for lseek (the syscall package has no names for them).
 const seekData, seekHole = 3, 4
 
-// dataExtent returns the first run of data in f at or after off, [start,
-// end); start is size if there is none. A file system that cannot tell
-// says all of it is data.
-func dataExtent(f *os.File, off, size int64) (start, end int64, err error) {
+// DataExtent returns the first run of data in f at or after off, [start,
+// end), with end at most size; start is size if there is none. It asks the
+// file system (SEEK_DATA, SEEK_HOLE); where the file or file system cannot
+// tell (a block device, an old file system), all of it is data. For
+// drivers and daemons that copy volumes without filling their holes.
+func DataExtent(f *os.File, off, size int64) (start, end int64, err error) {
 	start, err = f.Seek(off, seekData)
 	switch {
 	case errors.Is(err, syscall.ENXIO): // only a hole from off to the end
@@ -97,7 +99,10 @@ func dataExtent(f *os.File, off, size int64) (start, end int64, err error) {
 		return 0, 0, err
 	}
 	end, err = f.Seek(start, seekHole)
-	return start, min(end, size), err
+	if err != nil || end <= start {
+		return start, size, nil
+	}
+	return start, min(end, size), nil
 }
 
 // replaceFile writes path's new content with fill into a temporary file

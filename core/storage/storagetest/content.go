@@ -6,7 +6,8 @@ import (
 	"io"
 	"maps"
 	"os"
-	"syscall"
+
+	"github.com/qubesgo/qubesd/sdk/pool"
 )
 
 // blockSize is the granularity of a content's sparse map.
@@ -90,7 +91,7 @@ func readFile(path string) (*content, error) {
 	c := zeros(uint64(end))
 	buf := make([]byte, blockSize)
 	for off := int64(0); off < end; {
-		start, stop, err := dataExtent(f, off, end)
+		start, stop, err := pool.DataExtent(f, off, end)
 		if err != nil {
 			return nil, err
 		}
@@ -119,24 +120,4 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// Linux's lseek whence values for holes.
-const seekData, seekHole = 3, 4
-
-// dataExtent returns the first run of data at or after off, [start, stop);
-// start is size when there is none. Where the file system cannot tell, all
-// of it is data.
-func dataExtent(f *os.File, off, size int64) (start, stop int64, err error) {
-	start, err = f.Seek(off, seekData)
-	switch {
-	case errors.Is(err, syscall.ENXIO):
-		return size, size, nil
-	case errors.Is(err, syscall.EINVAL):
-		return off, size, nil
-	case err != nil:
-		return 0, 0, err
-	}
-	stop, err = f.Seek(start, seekHole)
-	return start, min(stop, size), err
 }
