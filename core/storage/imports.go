@@ -319,18 +319,7 @@ func (m *Manager) CleanupAbandonedImports(ctx context.Context) error {
 			return nil
 		})
 		v := Volume{Qube: e.Qube, Name: e.Volume, Pool: p, Spec: e.Spec}
-		err := func() error {
-			d, err := m.volumeDriver(v)
-			if err != nil {
-				return err
-			}
-			unlock, err := m.lockVolumes(ctx, v)
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			return m.importEnd(ctx, d, v, false)
-		}()
+		err := m.ImportEnd(ctx, v, false)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("volume %s:%s (pool %s, vid %s): %w", e.Qube, e.Volume, e.Pool, e.Spec.VID, err))
 			continue
