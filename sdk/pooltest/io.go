@@ -77,3 +77,22 @@ func (e *env) zeroAt(path string, off int64) bool {
 	}
 	return bytes.Count(buf[:n], []byte{0}) == n
 }
+
+// headLen is how much of a read-only device the suite compares.
+const headLen = 4096
+
+// head returns the first headLen bytes of path (fewer if it is shorter):
+// what the suite compares to tell that a read-only device's content did
+// not change.
+func (e *env) head(path string) string {
+	e.t.Helper()
+	f, err := os.Open(path)
+	e.ok(err, "opening "+path+" for reading")
+	defer f.Close()
+	buf := make([]byte, headLen)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		e.t.Fatalf("reading %s: %v", path, err)
+	}
+	return string(buf[:n])
+}

@@ -31,6 +31,14 @@
 // through the paths the driver hands out (Start, ImportBegin, ExportBegin),
 // with plain file I/O, so they must be files or block devices this process
 // can open.
+//
+// A driver whose volumes are read-only and provided by the pool's storage
+// (installed kernels, ISO images) — which Create cannot make, nor a qube
+// write — calls RunReadOnly instead, with a factory that also returns a
+// ReadOnlyFixture: the volumes the pool holds (and whether Start gives each
+// a disk), one it does not hold and, optionally, an incomplete one and a
+// way to make the storage vanish. It runs the subtests that apply to such
+// a pool, writing nothing (see RunReadOnly).
 package pooltest
 
 import (
@@ -59,16 +67,23 @@ func Run(t *testing.T, factory Factory) {
 		t.Fatal("pooltest.Run: nil factory")
 	}
 	d, _ := factory(t)
-	info, err := pool.Check(d).Info(t.Context())
-	if err != nil {
-		t.Fatalf("Info: %v", err)
-	}
-	t.Logf("driver %q %s: capabilities %+v", info.Name, info.Version, info.Capabilities)
+	info := driverInfo(t, d)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(newEnv(t, factory, info))
 		})
 	}
+}
+
+// driverInfo reads the driver's Info once for a whole run, and logs it.
+func driverInfo(t *testing.T, d pool.Driver) pool.Info {
+	t.Helper()
+	info, err := pool.Check(d).Info(t.Context())
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	t.Logf("driver %q %s: capabilities %+v", info.Name, info.Version, info.Capabilities)
+	return info
 }
 
 var tests = []struct {
@@ -118,6 +133,13 @@ type env struct {
 
 func newEnv(t *testing.T, factory Factory, info pool.Info) *env {
 	d, p := factory(t)
+	return openEnv(t, d, p, info)
+}
+
+// openEnv puts d behind the SDK's request checks and sets up and opens p,
+// as the daemon does with a pool it adds.
+func openEnv(t *testing.T, d pool.Driver, p pool.Pool, info pool.Info) *env {
+	t.Helper()
 	e := &env{t: t, ctx: t.Context(), d: pool.Check(d), p: p, info: info, caps: info.Capabilities,
 		committed: map[string]string{}, revs: map[string]map[string]string{}}
 	if err := e.d.ValidateConfig(e.ctx, p.Config); err != nil {

@@ -59,17 +59,24 @@ func testConfig(e *env) {
 }
 
 func testPool(e *env) {
+	e.poolCalls()
+	vols, err := e.d.ListVolumes(e.ctx, e.p)
+	e.ok(err, "ListVolumes")
+	if len(vols) != 0 {
+		e.t.Errorf("ListVolumes of a new pool: %v, want none", vols)
+	}
+}
+
+// poolCalls checks the pool calls on an opened pool: Setup and Open again
+// (idempotent: the storage is there), and Usage.
+func (e *env) poolCalls() {
+	e.t.Helper()
 	e.ok(e.d.Setup(e.ctx, e.p), "Setup again")
 	e.ok(e.d.Open(e.ctx, e.p), "Open again")
 	u, err := e.d.Usage(e.ctx, e.p)
 	e.ok(err, "Usage")
 	if u.Size != 0 && u.Usage > u.Size {
 		e.t.Errorf("Usage: usage %d > size %d", u.Usage, u.Size)
-	}
-	vols, err := e.d.ListVolumes(e.ctx, e.p)
-	e.ok(err, "ListVolumes")
-	if len(vols) != 0 {
-		e.t.Errorf("ListVolumes of a new pool: %v, want none", vols)
 	}
 }
 
@@ -571,15 +578,7 @@ func testListVolumes(e *env) {
 	a, b := origin("pooltest/list-a", 1), origin("pooltest/list-b", 1)
 	e.create(a)
 	e.create(b)
-	list := func() []string {
-		vols, err := e.d.ListVolumes(e.ctx, e.p)
-		e.ok(err, "ListVolumes")
-		var vids []string
-		for _, v := range vols {
-			vids = append(vids, v.VID)
-		}
-		return vids
-	}
+	list := func() []string { return slices.Sorted(maps.Keys(e.listed())) }
 	if vids := list(); !slices.Contains(vids, a.VID) || !slices.Contains(vids, b.VID) {
 		e.t.Errorf("ListVolumes: %v, want %s and %s in it", vids, a.VID, b.VID)
 	}
@@ -587,6 +586,22 @@ func testListVolumes(e *env) {
 	if vids := list(); slices.Contains(vids, a.VID) || !slices.Contains(vids, b.VID) {
 		e.t.Errorf("ListVolumes after removing %s: %v", a.VID, vids)
 	}
+}
+
+// listed returns what ListVolumes lists, by vid; a vid listed twice fails
+// the test.
+func (e *env) listed() map[string]pool.VolumeState {
+	e.t.Helper()
+	vols, err := e.d.ListVolumes(e.ctx, e.p)
+	e.ok(err, "ListVolumes")
+	byVID := make(map[string]pool.VolumeState, len(vols))
+	for _, v := range vols {
+		if _, dup := byVID[v.VID]; dup {
+			e.t.Errorf("ListVolumes lists %s twice: %v", v.VID, vols)
+		}
+		byVID[v.VID] = v
+	}
+	return byVID
 }
 
 func testVerify(e *env) {
@@ -765,13 +780,23 @@ func testErrors(e *env) {
 // testConcurrent runs whole volume lives on several volumes at once, as
 // the daemon does for the volumes of several qubes.
 func testConcurrent(e *env) {
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	var lives []func() error
 	for i := range 4 {
-		wg.Go(func() {
-			v := origin(fmt.Sprintf("pooltest/concurrent-%d", i), 1)
-			errs <- e.life(v, fmt.Sprintf("concurrent-%d", i))
+		lives = append(lives, func() error {
+			return e.life(origin(fmt.Sprintf("pooltest/concurrent-%d", i), 1), fmt.Sprintf("concurrent-%d", i))
 		})
+	}
+	e.parallel(lives...)
+}
+
+// parallel runs fns at once and fails the test with the errors they
+// return (they run outside the test goroutine, so they cannot fail it).
+func (e *env) parallel(fns ...func() error) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		wg.Go(func() { errs <- fn() })
 	}
 	wg.Wait()
 	close(errs)

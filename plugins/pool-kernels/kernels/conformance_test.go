@@ -1,21 +1,15 @@
 package kernels_test
 
-// conformance_test.go: the conformance suite, sdk/pooltest, in-process and
-// over gRPC — the part of it that applies to a pool of read-only volumes
-// that exist before the suite starts.
-//
-// pooltest makes every volume it tests itself (Create of volatile, origin
-// and snapshot volumes, all rw) and writes to them through Start's path; it
-// has no mode for a driver whose volumes are read-only and already on disk,
-// and no way to run a subset but go test's -run. So the factory skips, with
-// the reason, every subtest but those that need no volume: Info, Config and
-// Pool. The rest of the contract is in driver_test.go.
+// conformance_test.go: the conformance suite for pools of read-only
+// volumes, pooltest.RunReadOnly, in-process and over gRPC, against the
+// fake kernels directory of helpers_test.go. The driver's own details
+// (kernel files, version names, logging) are in driver_test.go.
 
 import (
 	"errors"
-	"path/filepath"
+	"os"
+	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -24,25 +18,31 @@ import (
 	"github.com/qubesgo/qubesd/sdk/pooltest"
 )
 
-// applicable are the pooltest subtests that apply to this driver.
-var applicable = map[string]bool{"Info": true, "Config": true, "Pool": true}
+// withModules are the installed versions that have modules.img: Start
+// gives them a disk, the others none.
+var withModules = []string{full, link}
 
-// factory gives each pooltest subtest a fresh, empty kernels directory, and
-// skips the subtests that need volumes the suite creates. outer is the test
-// that calls pooltest.Run: Run calls the factory once with it, to read Info.
-func factory(outer *testing.T, d pool.Driver) pooltest.Factory {
-	return func(t *testing.T) (pool.Driver, pool.Pool) {
-		name := t.Name()[strings.LastIndex(t.Name(), "/")+1:]
-		if t != outer && !applicable[name] {
-			t.Skipf("skipped: pooltest's %s creates rw volumes and writes to them; linux-kernel volumes are read-only kernels "+
-				"installed on disk, which Create cannot make (the driver's contract is checked by the tests in driver_test.go)", name)
+// factory gives each subtest a fresh kernels directory (kernelsDir) and
+// the fixture describing it: the installed versions, one not there, one
+// without vmlinuz.
+func factory(d pool.Driver) pooltest.ReadOnlyFactory {
+	return func(t *testing.T) (pool.Driver, pool.Pool, pooltest.ReadOnlyFixture) {
+		dir := kernelsDir(t)
+		incomplete := kernelVolume(noVmlinuz)
+		fx := pooltest.ReadOnlyFixture{
+			Absent:     kernelVolume(absentVer),
+			Incomplete: &incomplete,
+			Vanish:     func() { must(t, os.RemoveAll(dir)) },
 		}
-		return d, testPool(filepath.Join(t.TempDir(), "vm-kernels"))
+		for _, version := range installed {
+			fx.Volumes = append(fx.Volumes, pooltest.FixtureVolume{Spec: kernelVolume(version), Disk: slices.Contains(withModules, version)})
+		}
+		return d, testPool(dir), fx
 	}
 }
 
 func TestConformance(t *testing.T) {
-	pooltest.Run(t, factory(t, kernels.New(nil)))
+	pooltest.RunReadOnly(t, factory(kernels.New(nil)))
 }
 
 // TestConformanceOverGRPC runs the suite through the plugin binary, as the
@@ -54,7 +54,7 @@ func TestConformanceOverGRPC(t *testing.T) {
 	}
 	d, client := launchClient(t)
 	pid, _ := strconv.Atoi(client.ID())
-	pooltest.Run(t, factory(t, d))
+	pooltest.RunReadOnly(t, factory(d))
 
 	client.Kill()
 	if !client.Exited() {
