@@ -1,8 +1,8 @@
 package kernels_test
 
 // driver_test.go: the driver's contract, table by table, in-process and
-// over gRPC (eachImpl). pooltest cannot check most of it: see
-// conformance_test.go.
+// over gRPC (eachImpl): what pooltest.RunReadOnly (conformance_test.go)
+// cannot know, such as this driver's files and messages.
 
 import (
 	"errors"
