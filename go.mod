@@ -13,6 +13,7 @@ require (
 	github.com/spf13/pflag v1.0.9
 	golang.org/x/sys v0.50.0
 	google.golang.org/grpc v1.85.0
+	libvirt.org/go/libvirt v1.11010.0
 )
 
 require (
