@@ -17,7 +17,8 @@ import (
 // caller (the qrexec service, or qvm-volume import run as root in dom0)
 // calls internal.vm.volume.ImportBegin, writes the data to the path it
 // gets, then calls internal.vm.volume.ImportEnd, whose reply is the reply
-// of the import. sdk/admin.(*Client).ImportVolume is that caller.
+// of the import. cmd/qubesd-volume-import (the qrexec service) and
+// qvm-volume import are such callers, through sdk/admin.WriteImport.
 
 // newInternalMethodTable builds the internal socket's methods.
 func newInternalMethodTable() methodTable {

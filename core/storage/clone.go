@@ -51,7 +51,7 @@ func (m *Manager) Clone(ctx context.Context, dst, src Volume, progress func(done
 	dp, sp := dst.Pool.spec(), src.Pool.spec()
 	what := "cloning " + src.Qube + ":" + src.Name + " to " + dst.Qube + ":" + dst.Name
 
-	_, err = dd.VolumeInfo(ctx, dp, dst.Spec)
+	dstState, err := dd.VolumeInfo(ctx, dp, dst.Spec)
 	exists := err == nil
 	if err != nil && !errors.Is(err, pool.ErrNotFound) {
 		return m.poolError(dst.Pool, what, err)
@@ -82,23 +82,24 @@ func (m *Manager) Clone(ctx context.Context, dst, src Volume, progress func(done
 	}
 	sameFast := src.Pool.Name == dst.Pool.Name && dcaps.FastClone
 	canCopy := scaps.Export && dcaps.Import
+	// A destination that holds nothing (just created with its qube, as
+	// CloneTo's always is) may be replaced: the driver's own clone then
+	// shares blocks with the source (reflinks), where a copy would not.
+	fresh := !exists || m.holdsNothing(ctx, dd, dcaps, dst, dstState)
 	switch {
-	case sameFast && !exists:
+	case sameFast && fresh:
+		if exists {
+			if err := dd.Remove(ctx, dp, dst.Spec); err != nil {
+				return m.poolError(dst.Pool, what, err)
+			}
+		}
 		if err := dd.CloneFrom(ctx, dp, dst.Spec, src.Spec); err != nil {
 			return m.poolError(dst.Pool, what, err)
 		}
 		return m.recordCloneSize(ctx, dd, dst)
 	case !canCopy && sameFast:
-		// Only CloneFrom can do it, and it makes new volumes: the old
-		// dst has to go first.
-		m.log.Warn("the pool driver can only clone into a new volume: removing the old one first", "pool", dst.Pool.Name, "qube", dst.Qube, "volume", dst.Name)
-		if err := dd.Remove(ctx, dp, dst.Spec); err != nil {
-			return m.poolError(dst.Pool, what, err)
-		}
-		if err := dd.CloneFrom(ctx, dp, dst.Spec, src.Spec); err != nil {
-			return m.poolError(dst.Pool, what, err)
-		}
-		return m.recordCloneSize(ctx, dd, dst)
+		return qerr.New(qerr.StoragePoolError, "%s: pool %s (driver %s) can clone only into an empty volume, and %s:%s holds data; refused rather than destroy it before the copy exists (qvm-volume clear it first)",
+			what, dst.Pool.Name, dst.Pool.Driver, dst.Qube, dst.Name)
 	case !canCopy:
 		return qerr.New(qerr.StoragePoolError, "%s: pool %s (driver %s) cannot export and pool %s (driver %s) cannot import, or the reverse; the data cannot be copied",
 			what, src.Pool.Name, src.Pool.Driver, dst.Pool.Name, dst.Pool.Driver)
@@ -116,6 +117,19 @@ func (m *Manager) Clone(ctx context.Context, dst, src Volume, progress func(done
 		}
 	}
 	return err
+}
+
+// holdsNothing reports whether an existing volume has nothing to lose:
+// no data, not started, no revisions.
+func (m *Manager) holdsNothing(ctx context.Context, d pool.Driver, caps pool.Capabilities, v Volume, st pool.VolumeState) bool {
+	if st.Usage != 0 || st.Dirty {
+		return false
+	}
+	if !caps.Revisions {
+		return true
+	}
+	revs, err := d.ListRevisions(ctx, v.Pool.spec(), v.Spec)
+	return err == nil && len(revs) == 0
 }
 
 // recordCloneSize records the size CloneFrom gave dst.

@@ -28,6 +28,45 @@ func TestCloneFastPath(t *testing.T) {
 	}
 }
 
+// TestCloneFastPathOntoEmpty: a destination that holds nothing (created
+// with its qube, as CloneTo's always is) is replaced by the driver's own
+// clone, which shares blocks with the source.
+func TestCloneFastPathOntoEmpty(t *testing.T) {
+	e := newEnv(t)
+	src := e.origin("template-private")
+	e.ok(e.d.SetContent(src.Pool.Name, src.Spec.VID, []byte("template data")), "SetContent")
+	dst := e.vol("vm0001", "private")
+	e.ok(e.m.Create(e.ctx, dst), "Create")
+	e.ok(e.m.Clone(e.ctx, dst, src, nil), "Clone")
+	if n := e.d.Calls("CloneFrom", dst.Spec.VID); n != 1 {
+		t.Errorf("CloneFrom called %d times, want once", n)
+	}
+	if n := e.d.Calls("ImportBegin", ""); n != 0 {
+		t.Errorf("copied instead of cloning (%d imports)", n)
+	}
+	if !bytes.Equal(e.d.Content(dst.Pool.Name, dst.Spec.VID), []byte("template data")) {
+		t.Errorf("clone content differs from its source")
+	}
+}
+
+// TestCloneFastOnlyOntoData: a driver that can only clone into new volumes
+// and cannot import refuses to clone over data, which stays.
+func TestCloneFastOnlyOntoData(t *testing.T) {
+	e := newEnv(t)
+	e.d.Caps.Import, e.d.Caps.Export = false, false
+	src := e.origin("template-private")
+	dst := e.vol("vm0001", "private")
+	e.ok(e.m.Create(e.ctx, dst), "Create")
+	e.ok(e.d.SetContent(dst.Pool.Name, dst.Spec.VID, []byte("precious")), "SetContent")
+	err := e.m.Clone(e.ctx, dst, src, nil)
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("holds data")) {
+		t.Errorf("Clone over data: %v, want a refusal saying the volume holds data", err)
+	}
+	if !bytes.Equal(e.d.Content(dst.Pool.Name, dst.Spec.VID), []byte("precious")) {
+		t.Error("the destination's data was destroyed")
+	}
+}
+
 func TestCloneCopyPath(t *testing.T) {
 	for _, c := range []struct {
 		name      string
@@ -36,7 +75,7 @@ func TestCloneCopyPath(t *testing.T) {
 	}{
 		{"no fast clone, new dst", false, false},
 		{"no fast clone, existing dst", false, true},
-		{"fast clone, existing dst", true, true}, // CloneFrom only makes new volumes
+		{"fast clone, existing dst holding data", true, true}, // CloneFrom only makes new volumes
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
