@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 			{"benchext", "..", "./plugintests/testdata/benchext"},
 			{"grpcecho", "..", "./plugintests/testdata/grpcecho"},
 			{"qubesd-pool-file-reflink", "..", "./plugins/pool-file/cmd/qubesd-pool-file-reflink"},
+			{"qubesd-pool-file", "..", "./plugins/pool-file/cmd/qubesd-pool-file"},
+			{"qubesd-pool-kernels", "..", "./plugins/pool-kernels/cmd/qubesd-pool-kernels"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.dir
