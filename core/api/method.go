@@ -125,6 +125,7 @@ func (t methodTable) Names() []string {
 func newMethodTable() methodTable {
 	t := methodTable{}
 	addVMMethods(t)
+	addLifecycleMethods(t)
 	addPropertyMethods(t)
 	addBulkPropertyMethods(t)
 	addFeatureMethods(t)

@@ -82,6 +82,10 @@ type Options struct {
 	App       *qubes.App
 	Committer Committer // nil: changes stay in memory (tests)
 	States    PowerStates
+	// Lifecycle serves admin.vm.Start, Shutdown, Kill, Pause, Unpause and
+	// CurrentState (nil: they fail, CurrentState reports States). When
+	// States is nil, it also gives the power states.
+	Lifecycle Lifecycle
 	Logger    hclog.Logger
 	// EventQueue is how many events an admin.Events subscriber may have
 	// waiting before it is cut off as too slow. Default 4096.
@@ -164,6 +168,9 @@ func (s *Server) untrack(conn net.Conn) {
 func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if o.States == nil && o.Lifecycle != nil {
+		o.States = o.Lifecycle
 	}
 	if o.States == nil {
 		o.States = StaticPowerStates{}

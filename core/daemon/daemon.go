@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,11 +26,13 @@ import (
 
 	"github.com/qubesgo/qubesd/config"
 	"github.com/qubesgo/qubesd/core/api"
+	"github.com/qubesgo/qubesd/core/lifecycle"
 	"github.com/qubesgo/qubesd/core/pluginhost"
 	"github.com/qubesgo/qubesd/core/qdb"
 	"github.com/qubesgo/qubesd/core/qubes"
 	"github.com/qubesgo/qubesd/core/storage"
 	"github.com/qubesgo/qubesd/core/store"
+	"github.com/qubesgo/qubesd/core/vmm"
 )
 
 // Daemon is a running qubesd.
@@ -47,6 +50,8 @@ type Daemon struct {
 	qdb       *qdb.Registry
 	plugins   *pluginhost.Host
 	storage   *storage.Manager
+	vmm       *vmm.Conn
+	lifecycle *lifecycle.Manager
 	servers   []*api.Server
 	sockets   []string
 	done      chan error
@@ -189,7 +194,6 @@ func (d *Daemon) start() (err error) {
 	log.Info("model loaded", "qubes", app.Len(), "quarantined", len(mrep.Quarantined), "took", time.Since(t0))
 	d.committer = store.NewCommitter(d.store, app.Snapshot, log.Named("store"))
 
-	states := api.StaticPowerStates{}
 	// dom0 always runs, so its QubesDB is open for the daemon's life; the
 	// other qubes' open and close with them (core/vmm).
 	d.qdb = &qdb.Registry{}
@@ -200,7 +204,7 @@ func (d *Daemon) start() (err error) {
 		Model: app,
 		HostService: &pluginhost.HostService{
 			App:        app,
-			PowerState: states.PowerState,
+			PowerState: func(q *qubes.Qube) string { return d.powerState(q) },
 			Commit:     d.committer.Commit,
 			QDB:        d.qdb,
 		},
@@ -220,17 +224,70 @@ func (d *Daemon) start() (err error) {
 	d.storage = storage.New(app, drivers, storage.Options{Logger: log.Named("storage"), StateDir: cfg.Daemon.DataDir, Commit: d.committer.Commit,
 		ReservePercent: uint64(cfg.Daemon.PoolReservePercent)})
 	d.bg.Go(d.storageStartup)
-	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Plugins: d.plugins, Storage: d.storage})
+	if err := d.startLifecycle(); err != nil {
+		return err
+	}
+	admin := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Plugins: d.plugins, Storage: d.storage, Lifecycle: d.lifecycle})
 	if err := d.listen(cfg.Daemon.SocketPath(), admin); err != nil {
 		return err
 	}
-	internal := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.InternalMethods, Storage: d.storage})
+	internal := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.InternalMethods, Storage: d.storage, States: d.lifecycle})
 	if err := d.listen(cfg.Daemon.InternalSocketPath(), internal); err != nil {
 		return err
 	}
 	misc := api.New(api.Options{App: app, Committer: d.committer, Logger: log.Named("api"), Methods: api.NoMethods})
 	return d.listen(cfg.Daemon.MiscSocketPath(), misc)
 }
+
+// startLifecycle connects to libvirt (daemon.libvirt_uri), builds the
+// lifecycle manager and adopts the qubes libvirt reports running.
+func (d *Daemon) startLifecycle() error {
+	uri := d.cfg.Daemon.LibvirtURI
+	flavour, err := vmm.FlavourForURI(uri)
+	if err != nil {
+		return err
+	}
+	// <flavour>.xml next to the configuration file overrides the embedded template
+	overrides := ""
+	if fi, err := os.Stat(d.cfg.Source); err == nil && fi.Mode().IsRegular() {
+		overrides = filepath.Dir(d.cfg.Source)
+	}
+	renderer, err := vmm.NewRenderer(flavour, overrides)
+	if err != nil {
+		return err
+	}
+	// events may arrive before the manager exists: those are of domains
+	// it adopts (or ignores) right after
+	var lc atomic.Pointer[lifecycle.Manager]
+	d.vmm, err = vmm.Open(vmm.Options{URI: uri, Logger: d.log, OnEvent: func(ev vmm.Event) {
+		if m := lc.Load(); m != nil {
+			m.HandleEvent(ev)
+		}
+	}})
+	if err != nil {
+		return fmt.Errorf("connecting to libvirt: %w", err)
+	}
+	d.lifecycle = lifecycle.New(lifecycle.Options{App: d.app, Storage: d.storage, Conn: d.vmm, Renderer: renderer,
+		QDB: d.qdb, Logger: d.log, Commit: d.committer.Commit})
+	lc.Store(d.lifecycle)
+	adopted, err := d.lifecycle.Adopt()
+	if err != nil {
+		d.log.Warn("cannot list libvirt's domains; running qubes are not adopted", "error", err)
+	}
+	d.log.Info("connected to libvirt", "uri", uri, "template", renderer.Source(), "adopted", len(adopted))
+	return nil
+}
+
+// powerState is a qube's power state, before the lifecycle exists too.
+func (d *Daemon) powerState(q *qubes.Qube) string {
+	if d.lifecycle == nil {
+		return api.StaticPowerStates{}.PowerState(q)
+	}
+	return d.lifecycle.PowerState(q)
+}
+
+// Lifecycle returns the lifecycle manager.
+func (d *Daemon) Lifecycle() *lifecycle.Manager { return d.lifecycle }
 
 // storageStartup runs once the plugins have had their first start: it
 // sets up the pools of a new system and ends the imports a crash left
@@ -357,6 +414,12 @@ func (d *Daemon) close() {
 	defer cancel()
 	for _, s := range d.servers {
 		_ = s.Shutdown(ctx)
+	}
+	if d.lifecycle != nil {
+		d.lifecycle.Close()
+	}
+	if d.vmm != nil {
+		_ = d.vmm.Close()
 	}
 	if d.plugins != nil {
 		d.plugins.Stop()

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/qubesgo/qubesd/core/events"
+	"github.com/qubesgo/qubesd/core/qerr"
+	"github.com/qubesgo/qubesd/core/qubes"
+)
+
+// Lifecycle starts and stops qubes (core/lifecycle.Manager). Its methods
+// are called without the model lock.
+type Lifecycle interface {
+	PowerStates
+	Start(ctx context.Context, q *qubes.Qube) error
+	Shutdown(ctx context.Context, q *qubes.Qube, force, wait bool, timeout time.Duration) error
+	Kill(ctx context.Context, q *qubes.Qube) error
+	Pause(ctx context.Context, q *qubes.Qube) error
+	Unpause(ctx context.Context, q *qubes.Qube) error
+	// CurrentState is admin.vm.CurrentState's reply:
+	// "mem=<n> mem_static_max=<n> cputime=<n> power_state=<state>".
+	CurrentState(q *qubes.Qube) string
+}
+
+// Lifecycle methods: spec admin-api §2.1, core-model §4. They run in the
+// Run mode: no model lock across libvirt and storage calls.
+func addLifecycleMethods(t methodTable) {
+	t.add(
+		&Method{Name: "admin.vm.CurrentState", Run: func(ctx context.Context, c *Call) ([]byte, uint64, error) {
+			lc := c.Server.opts.Lifecycle
+			if lc == nil {
+				return []byte("mem=0 mem_static_max=0 cputime=0 power_state=" + c.Server.opts.States.PowerState(c.Dest)), 0, nil
+			}
+			return []byte(lc.CurrentState(c.Dest)), 0, nil
+		}},
+		&Method{Name: "admin.vm.Start", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+			err := lc.Start(ctx, c.Dest)
+			if err != nil && !hasKind(err) {
+				// a libvirt error, as the reference reports it
+				return qerr.Wrap(qerr.Exception, err, "Start failed: %v, see the libvirt log for details", err)
+			}
+			return err
+		})},
+		&Method{Name: "admin.vm.Shutdown", Arg: Optional, Write: true,
+			Prepare: func(ctx context.Context, c *Call) error {
+				var force, wait bool
+				if c.Arg != "" {
+					for _, a := range strings.Split(c.Arg, "+") {
+						switch a {
+						case "force":
+							force = true
+						case "wait":
+							wait = true
+						default:
+							return qerr.New(qerr.ProtocolError, "Argument must match: force, wait")
+						}
+					}
+				}
+				c.Perm = []events.KV{{Key: "force", Value: force}, {Key: "wait", Value: wait}}
+				c.State = [2]bool{force, wait}
+				return nil
+			},
+			Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+				fw, _ := c.State.([2]bool)
+				return lc.Shutdown(ctx, c.Dest, fw[0], fw[1], 0)
+			})},
+		&Method{Name: "admin.vm.Kill", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+			return lc.Kill(ctx, c.Dest)
+		})},
+		&Method{Name: "admin.vm.Pause", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+			return lc.Pause(ctx, c.Dest)
+		})},
+		&Method{Name: "admin.vm.Unpause", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+			return lc.Unpause(ctx, c.Dest)
+		})},
+	)
+}
+
+// lifecycleRun adapts a lifecycle call to a Run method: an empty reply,
+// nothing of the model to commit (event handlers commit their own changes).
+func lifecycleRun(f func(ctx context.Context, lc Lifecycle, c *Call) error) func(ctx context.Context, c *Call) ([]byte, uint64, error) {
+	return func(ctx context.Context, c *Call) ([]byte, uint64, error) {
+		lc := c.Server.opts.Lifecycle
+		if lc == nil {
+			return nil, 0, qerr.New(qerr.Exception, "qube lifecycle is not configured (no libvirt connection)")
+		}
+		return nil, 0, f(ctx, lc, c)
+	}
+}
+
+func hasKind(err error) bool {
+	var e *qerr.Error
+	return errors.As(err, &e)
+}

@@ -1,0 +1,602 @@
+// Package lifecycle starts, stops, pauses and kills qubes through libvirt
+// (core/vmm), with their storage started before and stopped after, their
+// QubesDB filled at start, and the domain-* events of spec/core-model.md §4
+// fired on the qube in the reference's order.
+//
+// Locking: a per-qube start lock serialises Start (the reference's
+// startup_lock); the model lock is taken only to read the qube and to fire
+// events, never across a libvirt or storage call.
+//
+// A "run" is one life of a qube's domain, armed once the domain exists
+// (after the paused create, or when a running domain is adopted at daemon
+// start). Its end — domain-stopped, storage stopped, QubesDB closed,
+// domain-shutdown — happens exactly once, whichever of libvirt's stopped
+// event, a failed start's clean-up or the next Start's flush gets there
+// first.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/qubesgo/qubesd/core/events"
+	"github.com/qubesgo/qubesd/core/property"
+	"github.com/qubesgo/qubesd/core/qdb"
+	"github.com/qubesgo/qubesd/core/qerr"
+	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/storage"
+	"github.com/qubesgo/qubesd/core/vmm"
+)
+
+// Options are what a Manager is built from.
+type Options struct {
+	App      *qubes.App
+	Storage  *storage.Manager
+	Conn     *vmm.Conn
+	Renderer *vmm.Renderer
+	QDB      *qdb.Registry
+	Logger   hclog.Logger
+	// Commit makes a model version durable (nil: nothing is committed;
+	// lifecycle events change the model only through their handlers).
+	Commit func(ctx context.Context, version uint64) error
+	// StopTimeout bounds how long Kill (and a failed start's clean-up)
+	// waits for libvirt's stopped event before ending the run itself.
+	// Default 10 s.
+	StopTimeout time.Duration
+}
+
+// Manager runs the lifecycle of the model's qubes.
+type Manager struct {
+	opts Options
+	app  *qubes.App
+	log  hclog.Logger
+
+	mu    sync.Mutex
+	locks map[string]chan struct{} // per-qube start lock
+	runs  map[string]*run          // armed runs by qube name
+
+	bg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// run is one life of a qube's domain.
+type run struct {
+	vols []storage.Volume // started volumes, stopped when the run ends
+	// skipPause: libvirt's suspended event of the paused create is not a
+	// domain-paused. Cleared by that event, or by the resumed event of the
+	// start's own resume (libvirt's events are ordered: a driver that
+	// starts paused without a suspended event leaves nothing to skip).
+	skipPause atomic.Bool
+	// skipUnpause: the next resumed event is qubesd's own resume, whose
+	// domain-unpaused was fired already (the reference's skip_unpause_event).
+	skipUnpause atomic.Bool
+	claimed     atomic.Bool
+	done        chan struct{} // closed once domain-shutdown has been fired
+}
+
+// New returns a Manager. Feed it libvirt's events with HandleEvent.
+func New(o Options) *Manager {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	if o.QDB == nil {
+		o.QDB = &qdb.Registry{}
+	}
+	return &Manager{opts: o, app: o.App, log: o.Logger.Named("lifecycle"),
+		locks: map[string]chan struct{}{}, runs: map[string]*run{}}
+}
+
+// Close waits for the stop handling in progress. The Conn is the caller's.
+func (m *Manager) Close() {
+	m.closed.Store(true)
+	m.bg.Wait()
+}
+
+func kv(k string, v any) events.KV { return events.KV{Key: k, Value: v} }
+
+// lock takes q's start lock.
+func (m *Manager) lock(ctx context.Context, name string) (func(), error) {
+	m.mu.Lock()
+	l, ok := m.locks[name]
+	if !ok {
+		l = make(chan struct{}, 1)
+		m.locks[name] = l
+	}
+	m.mu.Unlock()
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Manager) getRun(name string) *run {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.runs[name]
+}
+
+func (m *Manager) setRun(name string, r *run) {
+	m.mu.Lock()
+	m.runs[name] = r
+	m.mu.Unlock()
+}
+
+// fire fires an event on q under the model's write lock and commits what
+// its handlers changed.
+func (m *Manager) fire(q *qubes.Qube, name string, pre bool, kwargs ...events.KV) error {
+	v, err := m.app.Write(func() error { return q.FireEvent(name, pre, kwargs...) })
+	if m.opts.Commit != nil {
+		if cerr := m.opts.Commit(context.Background(), v); cerr != nil {
+			m.log.Error("saving after an event", "qube", q.Name(), "event", name, "error", cerr)
+		}
+	}
+	return err
+}
+
+func notVM(q *qubes.Qube, what string) error {
+	return qerr.New(qerr.Exception, "Cannot %s %s: it is not a virtual machine of this host", what, q.Name())
+}
+
+// PowerState is q's power state (spec §4.1): dom0 and remote qubes are
+// Running; a qube without an armed run is Halted without asking libvirt;
+// the others are what libvirt says. It asks libvirt, so callers should not
+// hold the model lock for long lists (the Admin API lists take it; a
+// lookup on the test driver or a local libvirtd is microseconds).
+func (m *Manager) PowerState(q *qubes.Qube) string {
+	if !q.HasVM() {
+		return string(vmm.Running)
+	}
+	if m.getRun(q.Name()) == nil {
+		return string(vmm.Halted)
+	}
+	st, err := m.opts.Conn.State(q.Name())
+	if err != nil {
+		return string(vmm.NA)
+	}
+	return string(st)
+}
+
+// IsRunning is libvirt's isActive (true also for Paused, Halting...).
+func (m *Manager) IsRunning(q *qubes.Qube) bool {
+	s := m.PowerState(q)
+	return s != string(vmm.Halted) && s != string(vmm.NA)
+}
+
+// Adopt arms a run for every qube whose domain libvirt reports active (a
+// daemon restarted while qubes ran). Their volumes are recorded as started:
+// the stop commits them. It returns the names adopted.
+func (m *Manager) Adopt() ([]string, error) {
+	doms, err := m.opts.Conn.List()
+	if err != nil {
+		return nil, err
+	}
+	var adopted []string
+	for _, d := range doms {
+		if !d.Active {
+			continue
+		}
+		var q *qubes.Qube
+		var vols []storage.Volume
+		_ = m.app.Read(func() error {
+			c, err := m.app.Qube(d.Name)
+			if err != nil || !c.HasVM() || (d.UUID != "" && c.UUID() != d.UUID) {
+				return nil
+			}
+			q = c
+			if m.opts.Storage != nil {
+				vols, _ = m.opts.Storage.Volumes(c)
+			}
+			return nil
+		})
+		if q == nil || m.getRun(q.Name()) != nil {
+			continue
+		}
+		m.setRun(q.Name(), &run{vols: vols, done: make(chan struct{})})
+		m.opts.QDB.Open(q.Name())
+		adopted = append(adopted, q.Name())
+		m.log.Info("adopted a running qube", "qube", q.Name(), "state", d.State)
+	}
+	return adopted, nil
+}
+
+// StepError is a failed start: which step failed and why.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Start starts q (spec §4.2). Starting a qube that is not Halted does
+// nothing.
+func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
+	if !q.HasVM() {
+		return notVM(q, "start")
+	}
+	name := q.Name()
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	if r := m.getRun(name); r != nil {
+		st, err := m.opts.Conn.State(name)
+		if err != nil {
+			return &StepError{"checking the domain's state", err}
+		}
+		if st != vmm.Halted {
+			return nil
+		}
+		// the previous run's stop was not handled yet: do it now
+		m.endRun(q, r)
+	}
+
+	// prohibit-start, domain-pre-start, and everything read from the model
+	var (
+		vols    []storage.Volume
+		cfg     vmm.DomainConfig
+		entries []qdbEntry
+	)
+	_, err = m.app.Write(func() error {
+		if v, ok := q.Features.Get("prohibit-start"); ok && q.Features.Truthy("prohibit-start") {
+			return qerr.New(qerr.Exception, "Qube start is prohibited. Rationale: %s", v)
+		}
+		if err := q.FireEvent("domain-pre-start", true, kv("start_guid", true), kv("mem_required", nil)); err != nil {
+			return err
+		}
+		var err error
+		if m.opts.Storage != nil {
+			if vols, err = m.opts.Storage.Volumes(q); err != nil {
+				return err
+			}
+		}
+		cfg = m.domainConfig(q)
+		entries = qdbEntries(q)
+		return nil
+	})
+	if err != nil {
+		m.startFailed(q, err)
+		return err
+	}
+
+	// storage: every volume, in order; undone on failure
+	var started []storage.Volume
+	devs := map[string]devInfo{}
+	for _, v := range vols {
+		if v.Name == "kernel" && v.Spec.VID == "" {
+			continue // no kernel: the volume has no version to start (as the reference's)
+		}
+		dev, err := m.opts.Storage.Start(ctx, v)
+		if err != nil {
+			err = &StepError{fmt.Sprintf("starting volume %s of %s", v.Name, name), err}
+			m.startFailed(q, err)
+			m.stopVolumes(q, started)
+			return err
+		}
+		started = append(started, v)
+		devs[v.Name] = devInfo{vol: v, path: dev.Path, rw: dev.RW, devType: dev.DevType}
+	}
+	m.fillDisks(&cfg, vols, devs)
+
+	// spawn: render, define, create paused
+	fail := func(step string, err error) error {
+		err = &StepError{step, err}
+		m.startFailed(q, err)
+		m.stopVolumes(q, started)
+		return err
+	}
+	if err := m.fire(q, "domain-pre-spawn", true, kv("start_guid", true)); err != nil {
+		return fail("domain-pre-spawn", err)
+	}
+	xml, err := m.opts.Renderer.Render(cfg)
+	if err != nil {
+		return fail("rendering the domain XML", err)
+	}
+	if err := m.opts.Conn.Define(name, xml); err != nil {
+		return fail("defining the domain", err)
+	}
+	r := &run{vols: started, done: make(chan struct{})}
+	r.skipPause.Store(true)
+	m.setRun(name, r)
+	if err := m.opts.Conn.CreatePaused(name); err != nil {
+		m.mu.Lock()
+		delete(m.runs, name)
+		m.mu.Unlock()
+		m.undefine(name)
+		return fail("creating the domain paused", err)
+	}
+
+	// bring-up; from here a failure kills the domain and ends the run
+	bringUpFail := func(step string, err error) error {
+		err = &StepError{step, err}
+		m.startFailed(q, err)
+		if derr := m.opts.Conn.Destroy(name); derr != nil && !errors.Is(derr, vmm.ErrInvalidState) && !errors.Is(derr, vmm.ErrNoDomain) {
+			m.log.Warn("destroying the domain of a failed start", "qube", name, "error", derr)
+		}
+		m.endRun(q, r)
+		m.undefine(name)
+		return err
+	}
+	if err := m.fire(q, "domain-spawn", false, kv("start_guid", true)); err != nil {
+		return bringUpFail("domain-spawn", err)
+	}
+	db := m.opts.QDB.Open(name)
+	for _, e := range entries {
+		if err := db.Write(e.path, []byte(e.value)); err != nil {
+			return bringUpFail("filling QubesDB", err)
+		}
+	}
+	if err := m.fire(q, "domain-qdb-create", false); err != nil {
+		return bringUpFail("domain-qdb-create", err)
+	}
+	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
+		return bringUpFail("domain-pre-unpaused", err)
+	}
+	r.skipUnpause.Store(true)
+	if err := m.opts.Conn.Resume(name); err != nil {
+		r.skipUnpause.Store(false)
+		return bringUpFail("resuming the domain", err)
+	}
+	if err := m.fire(q, "domain-unpaused", false); err != nil {
+		return bringUpFail("domain-unpaused", err)
+	}
+	if err := m.fire(q, "domain-start", false, kv("start_guid", true)); err != nil {
+		return bringUpFail("domain-start", err)
+	}
+	return nil
+}
+
+// undefine removes the definition a failed start left (nothing of a
+// failed start stays in libvirt).
+func (m *Manager) undefine(name string) {
+	if err := m.opts.Conn.Undefine(name); err != nil && !errors.Is(err, vmm.ErrNoDomain) {
+		m.log.Warn("undefining the domain of a failed start", "qube", name, "error", err)
+	}
+}
+
+func (m *Manager) startFailed(q *qubes.Qube, err error) {
+	if ferr := m.fire(q, "domain-start-failed", false, kv("reason", err.Error())); ferr != nil {
+		m.log.Warn("a domain-start-failed handler failed", "qube", q.Name(), "error", ferr)
+	}
+}
+
+func (m *Manager) stopVolumes(q *qubes.Qube, vols []storage.Volume) {
+	for i := len(vols) - 1; i >= 0; i-- {
+		if err := m.opts.Storage.Stop(context.Background(), vols[i]); err != nil {
+			m.log.Error("stopping a volume", "qube", q.Name(), "volume", vols[i].Name, "error", err)
+		}
+	}
+}
+
+// endRun ends r once: domain-stopped, storage stopped (committed or
+// discarded), QubesDB closed, domain-shutdown. A second caller waits for
+// the first to finish.
+func (m *Manager) endRun(q *qubes.Qube, r *run) {
+	if !r.claimed.CompareAndSwap(false, true) {
+		<-r.done
+		return
+	}
+	defer close(r.done)
+	name := q.Name()
+	if err := m.fire(q, "domain-stopped", false); err != nil {
+		m.log.Warn("a domain-stopped handler failed", "qube", name, "error", err)
+	}
+	m.stopVolumes(q, r.vols)
+	m.opts.QDB.Close(name)
+	m.mu.Lock()
+	if m.runs[name] == r {
+		delete(m.runs, name)
+	}
+	m.mu.Unlock()
+	if err := m.fire(q, "domain-shutdown", false); err != nil {
+		m.log.Warn("a domain-shutdown handler failed", "qube", name, "error", err)
+	}
+}
+
+// HandleEvent takes one of libvirt's translated events (vmm.Options.OnEvent).
+func (m *Manager) HandleEvent(ev vmm.Event) {
+	var q *qubes.Qube
+	_ = m.app.Read(func() error {
+		c, err := m.app.Qube(ev.Domain)
+		if err == nil && c.HasVM() && (ev.UUID == "" || c.UUID() == ev.UUID) {
+			q = c
+		}
+		return nil
+	})
+	if q == nil {
+		return
+	}
+	r := m.getRun(q.Name())
+	if r == nil {
+		return // not ours, or its stop was handled already
+	}
+	switch ev.Kind {
+	case vmm.EventStopped:
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			m.endRun(q, r)
+		}()
+	case vmm.EventSuspended:
+		if r.skipPause.CompareAndSwap(true, false) {
+			return // the paused create of a start
+		}
+		if err := m.fire(q, "domain-paused", false); err != nil {
+			m.log.Warn("a domain-paused handler failed", "qube", q.Name(), "error", err)
+		}
+	case vmm.EventResumed:
+		if r.skipUnpause.CompareAndSwap(true, false) {
+			r.skipPause.Store(false)
+			return
+		}
+		if err := m.fire(q, "domain-unpaused", false); err != nil {
+			m.log.Warn("a domain-unpaused handler failed", "qube", q.Name(), "error", err)
+		}
+	}
+}
+
+func notStarted(q *qubes.Qube) error {
+	return qerr.New(qerr.VMNotStarted, "Domain is powered off: %s", property.PyRepr(q.Name()))
+}
+
+// waitRun waits for r to end; if libvirt's stopped event does not come in
+// time but the domain is gone, it ends the run itself.
+func (m *Manager) waitRun(ctx context.Context, q *qubes.Qube, r *run, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	if st, err := m.opts.Conn.State(q.Name()); err == nil && st == vmm.Halted {
+		m.endRun(q, r)
+		return nil
+	}
+	return errTimeout
+}
+
+var errTimeout = errors.New("timed out")
+
+// Kill destroys q's domain at once and returns once its stop was handled
+// (spec §4.5).
+func (m *Manager) Kill(ctx context.Context, q *qubes.Qube) error {
+	if !q.HasVM() {
+		return notVM(q, "kill")
+	}
+	r := m.getRun(q.Name())
+	if r == nil {
+		return notStarted(q)
+	}
+	if err := m.opts.Conn.Destroy(q.Name()); err != nil {
+		if errors.Is(err, vmm.ErrInvalidState) || errors.Is(err, vmm.ErrNoDomain) {
+			return notStarted(q)
+		}
+		return err
+	}
+	if err := m.waitRun(ctx, q, r, m.opts.StopTimeout); err != nil {
+		return qerr.Wrap(qerr.Exception, err, "Killing %s: its stop was not seen: %v", q.Name(), err)
+	}
+	return nil
+}
+
+// Shutdown asks q to shut down (spec §4.4); with wait it returns once the
+// stop was handled, or QubesVMShutdownTimeoutError after timeout (0: the
+// qube's shutdown_timeout).
+func (m *Manager) Shutdown(ctx context.Context, q *qubes.Qube, force, wait bool, timeout time.Duration) error {
+	if !q.HasVM() {
+		return notVM(q, "shut down")
+	}
+	name := q.Name()
+	r := m.getRun(name)
+	state := m.PowerState(q)
+	if r == nil || state == string(vmm.Halted) {
+		return notStarted(q)
+	}
+	err := m.shutdown(ctx, q, r, state, force, wait, timeout)
+	if err != nil {
+		if ferr := m.fire(q, "domain-shutdown-failed", false, kv("reason", err.Error())); ferr != nil {
+			m.log.Warn("a domain-shutdown-failed handler failed", "qube", name, "error", ferr)
+		}
+	}
+	return err
+}
+
+func (m *Manager) shutdown(ctx context.Context, q *qubes.Qube, r *run, state string, force, wait bool, timeout time.Duration) error {
+	name := q.Name()
+	if err := m.fire(q, "domain-pre-shutdown", true, kv("force", force)); err != nil {
+		return err
+	}
+	if state == string(vmm.Paused) {
+		if !force {
+			return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(name))
+		}
+		if err := m.opts.Conn.Destroy(name); err != nil && !errors.Is(err, vmm.ErrInvalidState) {
+			return err
+		}
+	} else if err := m.opts.Conn.Shutdown(name); err != nil {
+		if errors.Is(err, vmm.ErrInvalidState) || errors.Is(err, vmm.ErrNoDomain) {
+			return notStarted(q)
+		}
+		return qerr.Wrap(qerr.ShutdownTimeout, err, "Domain shutdown failed: %s: %v", property.PyRepr(name), err)
+	}
+	if !wait {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+		_ = m.app.Read(func() error {
+			if v, err := q.Get("shutdown_timeout"); err == nil {
+				if n, ok := v.(int); ok && n > 0 {
+					timeout = time.Duration(n) * time.Second
+				}
+			}
+			return nil
+		})
+	}
+	if err := m.waitRun(ctx, q, r, timeout); err != nil {
+		if errors.Is(err, errTimeout) {
+			return qerr.New(qerr.ShutdownTimeout, "Domain shutdown timed out: %s", property.PyRepr(name))
+		}
+		return err
+	}
+	return nil
+}
+
+// Pause pauses q (spec §4.5); domain-paused follows from libvirt's event.
+func (m *Manager) Pause(ctx context.Context, q *qubes.Qube) error {
+	if !q.HasVM() {
+		return notVM(q, "pause")
+	}
+	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
+		return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+	}
+	if err := m.fire(q, "domain-pre-paused", true); err != nil {
+		return err
+	}
+	if err := m.opts.Conn.Pause(q.Name()); err != nil {
+		if errors.Is(err, vmm.ErrInvalidState) {
+			return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+		}
+		return err
+	}
+	return nil
+}
+
+// Unpause resumes a paused q and fires domain-unpaused itself (spec §4.5).
+func (m *Manager) Unpause(ctx context.Context, q *qubes.Qube) error {
+	if !q.HasVM() {
+		return notVM(q, "unpause")
+	}
+	r := m.getRun(q.Name())
+	if r == nil || m.PowerState(q) != string(vmm.Paused) {
+		return qerr.New(qerr.VMNotPaused, "VM not paused: %s", property.PyRepr(q.Name()))
+	}
+	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
+		return err
+	}
+	r.skipUnpause.Store(true)
+	if err := m.opts.Conn.Resume(q.Name()); err != nil {
+		r.skipUnpause.Store(false)
+		if errors.Is(err, vmm.ErrInvalidState) {
+			return qerr.New(qerr.VMNotPaused, "VM not paused: %s", property.PyRepr(q.Name()))
+		}
+		return err
+	}
+	return m.fire(q, "domain-unpaused", false)
+}
