@@ -171,7 +171,7 @@ func appendProperty(b []byte, h holder, d *property.Descriptor, escaped bool) []
 func escapeLine(s string) string { return string(appendEscaped(nil, s)) }
 
 func appendEscaped(b []byte, text string) []byte {
-	if strings.IndexAny(text, "\\\n") < 0 {
+	if !strings.ContainsAny(text, "\\\n") {
 		return append(b, text...)
 	}
 	for i := 0; i < len(text); i++ {

@@ -12,8 +12,6 @@ import (
 	"github.com/qubesgo/qubesd/sdk/pool"
 )
 
-var revName = regexp.MustCompile(`^private\.img\.([0-9]+)@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z$`)
-
 // TestReflinkLayout checks the files of a pool against the reference's
 // layout through a volume's life, on both file systems.
 func TestReflinkLayout(t *testing.T) {
