@@ -52,6 +52,10 @@ type Daemon struct {
 	storage   *storage.Manager
 	vmm       *vmm.Conn
 	lifecycle *lifecycle.Manager
+	// lc is the lifecycle manager once built: libvirt events and the
+	// plugins' Host calls may come before.
+	lc       atomic.Pointer[lifecycle.Manager]
+	renderer *vmm.Renderer
 	servers   []*api.Server
 	sockets   []string
 	done      chan error
@@ -200,6 +204,9 @@ func (d *Daemon) start() (err error) {
 	if dom0 := app.AdminVM(); dom0 != nil {
 		d.qdb.Open(dom0.Name())
 	}
+	if err := d.openVMM(); err != nil {
+		return err
+	}
 	d.plugins, err = pluginhost.New(cfg, log.Named("plugin"), pluginhost.Options{
 		Model: app,
 		HostService: &pluginhost.HostService{
@@ -207,6 +214,7 @@ func (d *Daemon) start() (err error) {
 			PowerState: func(q *qubes.Qube) string { return d.powerState(q) },
 			Commit:     d.committer.Commit,
 			QDB:        d.qdb,
+			Devices:    d.vmm,
 		},
 	})
 	if err != nil {
@@ -239,9 +247,10 @@ func (d *Daemon) start() (err error) {
 	return d.listen(cfg.Daemon.MiscSocketPath(), misc)
 }
 
-// startLifecycle connects to libvirt (daemon.libvirt_uri), builds the
-// lifecycle manager and adopts the qubes libvirt reports running.
-func (d *Daemon) startLifecycle() error {
+// openVMM connects to libvirt (daemon.libvirt_uri) and prepares the
+// domain XML renderer. It runs before the plugins start, so that the Host
+// service can attach devices.
+func (d *Daemon) openVMM() error {
 	uri := d.cfg.Daemon.LibvirtURI
 	flavour, err := vmm.FlavourForURI(uri)
 	if err != nil {
@@ -252,38 +261,42 @@ func (d *Daemon) startLifecycle() error {
 	if fi, err := os.Stat(d.cfg.Source); err == nil && fi.Mode().IsRegular() {
 		overrides = filepath.Dir(d.cfg.Source)
 	}
-	renderer, err := vmm.NewRenderer(flavour, overrides)
-	if err != nil {
+	if d.renderer, err = vmm.NewRenderer(flavour, overrides); err != nil {
 		return err
 	}
 	// events may arrive before the manager exists: those are of domains
 	// it adopts (or ignores) right after
-	var lc atomic.Pointer[lifecycle.Manager]
 	d.vmm, err = vmm.Open(vmm.Options{URI: uri, Logger: d.log, OnEvent: func(ev vmm.Event) {
-		if m := lc.Load(); m != nil {
+		if m := d.lc.Load(); m != nil {
 			m.HandleEvent(ev)
 		}
 	}})
 	if err != nil {
 		return fmt.Errorf("connecting to libvirt: %w", err)
 	}
-	d.lifecycle = lifecycle.New(lifecycle.Options{App: d.app, Storage: d.storage, Conn: d.vmm, Renderer: renderer,
+	return nil
+}
+
+// startLifecycle builds the lifecycle manager and adopts the qubes libvirt
+// reports running.
+func (d *Daemon) startLifecycle() error {
+	d.lifecycle = lifecycle.New(lifecycle.Options{App: d.app, Storage: d.storage, Conn: d.vmm, Renderer: d.renderer,
 		QDB: d.qdb, Logger: d.log, Commit: d.committer.Commit})
-	lc.Store(d.lifecycle)
+	d.lc.Store(d.lifecycle)
 	adopted, err := d.lifecycle.Adopt()
 	if err != nil {
 		d.log.Warn("cannot list libvirt's domains; running qubes are not adopted", "error", err)
 	}
-	d.log.Info("connected to libvirt", "uri", uri, "template", renderer.Source(), "adopted", len(adopted))
+	d.log.Info("connected to libvirt", "uri", d.cfg.Daemon.LibvirtURI, "template", d.renderer.Source(), "adopted", len(adopted))
 	return nil
 }
 
 // powerState is a qube's power state, before the lifecycle exists too.
 func (d *Daemon) powerState(q *qubes.Qube) string {
-	if d.lifecycle == nil {
-		return api.StaticPowerStates{}.PowerState(q)
+	if m := d.lc.Load(); m != nil {
+		return m.PowerState(q)
 	}
-	return d.lifecycle.PowerState(q)
+	return api.StaticPowerStates{}.PowerState(q)
 }
 
 // Lifecycle returns the lifecycle manager.

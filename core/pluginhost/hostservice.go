@@ -3,12 +3,14 @@ package pluginhost
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qdb"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/vmm"
 	"github.com/qubesgo/qubesd/sdk/extension"
 )
 
@@ -28,6 +30,9 @@ type HostService struct {
 	// QDB holds the QubesDB of every running qube (QdbWrite, QdbRemove);
 	// nil makes those calls fail as unimplemented.
 	QDB *qdb.Registry
+	// Devices attaches and detaches devices of running qubes (nil: no
+	// libvirt, the calls say so).
+	Devices DeviceAttacher
 }
 
 var _ extension.HostService = (*HostService)(nil)
@@ -276,20 +281,47 @@ func (h *HostService) openQDB(subject string) (*qdb.DB, error) {
 	return db, nil
 }
 
-// AttachDevice and DetachDevice need the libvirt lifecycle (core/vmm),
-// which is not there yet; until then they refuse what the reference
-// refuses too and say why for the rest.
+// AttachDevice and DetachDevice attach or detach libvirt device XML to a
+// running qube's domain, as device extensions (block, USB) do. The target
+// is checked inside the dispatch; the libvirt call is made outside the
+// model's lock.
 
-func (h *HostService) AttachDevice(_ context.Context, id uint64, subject, _ string) error {
-	return h.read(id, func() error { return h.deviceTarget(subject, "attached to") })
+func (h *HostService) AttachDevice(_ context.Context, id uint64, subject, xml string) error {
+	return h.device(id, subject, xml, "attached to", func(d DeviceAttacher, name string) error { return d.AttachDevice(name, xml) })
 }
 
-func (h *HostService) DetachDevice(_ context.Context, id uint64, subject, _ string) error {
-	return h.read(id, func() error { return h.deviceTarget(subject, "detached from") })
+func (h *HostService) DetachDevice(_ context.Context, id uint64, subject, xml string) error {
+	return h.device(id, subject, xml, "detached from", func(d DeviceAttacher, name string) error { return d.DetachDevice(name, xml) })
+}
+
+// DeviceAttacher changes a running domain's devices (core/vmm.Conn).
+type DeviceAttacher interface {
+	AttachDevice(domain, xml string) error
+	DetachDevice(domain, xml string) error
+}
+
+// device checks the target, then runs op on the qube's domain.
+func (h *HostService) device(id uint64, subject, xml, verb string, op func(DeviceAttacher, string) error) error {
+	if err := h.read(id, func() error { return h.deviceTarget(subject, verb) }); err != nil {
+		return err
+	}
+	if strings.TrimSpace(xml) == "" {
+		return extension.Exceptionf(string(qerr.ValueError), "no device XML to be %s %s", verb, subject)
+	}
+	if h.Devices == nil {
+		return extension.Errorf(extension.ErrUnimplemented, "devices cannot be %s %s: this qubesd has no libvirt connection", verb, subject)
+	}
+	if err := op(h.Devices, subject); err != nil {
+		if errors.Is(err, vmm.ErrUnsupported) {
+			return extension.Errorf(extension.ErrUnimplemented, "devices cannot be %s %s: %v", verb, subject, err)
+		}
+		return extension.Exceptionf(string(qerr.Exception), "device could not be %s %s: %v", verb, subject, err)
+	}
+	return nil
 }
 
 // deviceTarget checks that devices may be attached to or detached from the
-// qube subject through libvirt, which no qube passes yet.
+// qube subject through libvirt: a local qube that runs.
 func (h *HostService) deviceTarget(subject, verb string) error {
 	q, err := h.qube(subject)
 	if err != nil {
@@ -309,5 +341,5 @@ func (h *HostService) deviceTarget(subject, verb string) error {
 	if state == "Halted" || state == "NA" { // is_running() is libvirt's isActive(): every other state is active
 		return qerr.New(qerr.VMNotRunning, "qube %s is not running: devices are %s running qubes only", name, verb)
 	}
-	return extension.Errorf(extension.ErrUnimplemented, "devices cannot be %s %s yet: device attachment arrives with the libvirt lifecycle (core/vmm)", verb, name)
+	return nil
 }

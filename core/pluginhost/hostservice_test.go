@@ -11,6 +11,7 @@ import (
 	"github.com/qubesgo/qubesd/core/qdb"
 	"github.com/qubesgo/qubesd/core/qubes"
 	"github.com/qubesgo/qubesd/core/qubes/qubestest"
+	"github.com/qubesgo/qubesd/core/vmm"
 	"github.com/qubesgo/qubesd/sdk/extension"
 )
 
@@ -321,8 +322,8 @@ func TestHostServiceDevices(t *testing.T) {
 		{"far", "QubesValueError", "devices cannot be %s far through this host's libvirt"},
 		{"vm0002", "QubesVMNotRunningError", "qube vm0002 is not running: devices are %s running qubes only"},
 		{"vm0004", "QubesVMNotRunningError", "qube vm0004 is not running"},
-		{"vm0001", "unimplemented", "device attachment arrives with the libvirt lifecycle"},
-		{"vm0003", "unimplemented", "devices cannot be %s vm0003 yet"}, // paused is running for libvirt
+		{"vm0001", "unimplemented", "devices cannot be %s vm0001: this qubesd has no libvirt connection"},
+		{"vm0003", "unimplemented", "devices cannot be %s vm0003: this qubesd has no libvirt"}, // paused is running for libvirt
 		{"nosuch", "not found", "nosuch"},
 	}
 	for _, op := range ops {
@@ -336,7 +337,38 @@ func TestHostServiceDevices(t *testing.T) {
 			})
 		}
 	}
+	// with libvirt: the call reaches the domain; libvirt's refusals say why
+	dev := &fakeDevices{}
+	h.Devices = dev
+	if err := h.AttachDevice(ctx, 0, "vm0001", xml); err != nil || dev.calls != "attach vm0001 "+xml+";" {
+		t.Errorf("attach to a running qube: %v; libvirt saw %q", err, dev.calls)
+	}
+	if err := h.DetachDevice(ctx, 0, "vm0003", xml); err != nil || !strings.HasSuffix(dev.calls, "detach vm0003 "+xml+";") {
+		t.Errorf("detach from a paused qube: %v; libvirt saw %q", err, dev.calls)
+	}
+	checkHostErr(t, h.AttachDevice(ctx, 0, "vm0001", "  "), "QubesValueError", "no device XML to be attached to vm0001")
+	dev.err = vmm.ErrUnsupported
+	checkHostErr(t, h.AttachDevice(ctx, 0, "vm0001", xml), "unimplemented", "devices cannot be attached to vm0001")
+	dev.err = errors.New("device busy")
+	checkHostErr(t, h.DetachDevice(ctx, 0, "vm0001", xml), "QubesException", "device could not be detached from vm0001: device busy")
+
 	// without a PowerState every qube but dom0 is halted
 	h.PowerState = nil
 	checkHostErr(t, h.AttachDevice(ctx, 0, "vm0001", xml), "QubesVMNotRunningError", "qube vm0001 is not running")
+}
+
+// fakeDevices records the device calls that reach "libvirt".
+type fakeDevices struct {
+	calls string
+	err   error
+}
+
+func (f *fakeDevices) AttachDevice(domain, xml string) error {
+	f.calls += "attach " + domain + " " + xml + ";"
+	return f.err
+}
+
+func (f *fakeDevices) DetachDevice(domain, xml string) error {
+	f.calls += "detach " + domain + " " + xml + ";"
+	return f.err
 }
