@@ -48,6 +48,11 @@ var tools = []*toolSpec{
 	{name: "qvm-pool", sub: "pool", short: "Manage storage pools", build: newPoolCmd},
 	{name: "qvm-volume", sub: "volume", short: "Manage the storage volumes of qubes", build: newVolumeCmd},
 	{name: "qvm-clone", sub: "clone", short: "Clone a qube", build: newCloneCmd},
+	{name: "qvm-start", sub: "start", short: "Start qubes", build: newStartCmd},
+	{name: "qvm-shutdown", sub: "shutdown", short: "Shut qubes down", build: newShutdownCmd},
+	{name: "qvm-kill", sub: "kill", short: "Terminate qubes at once, without a graceful shutdown", build: newKillCmd},
+	{name: "qvm-pause", sub: "pause", short: "Pause qubes", build: newPauseCmd},
+	{name: "qvm-unpause", sub: "unpause", short: "Unpause qubes", build: newUnpauseCmd},
 }
 
 func toolByName(name string) *toolSpec {

@@ -65,6 +65,10 @@ func TestScriptsRealDaemon(t *testing.T) {
 				"linux-kernel": storagetest.NewMemDriver(filepath.Join(dir, "linux-kernel")),
 			}
 			for pl, dr := range map[string]string{"varlibqubes": "file-reflink", "linux-kernel": "linux-kernel"} {
+				// starting a qube writes its run images there
+				if err := os.MkdirAll(filepath.Join(dir, dr), 0o700); err != nil {
+					return err
+				}
 				if err := drivers[dr].Setup(context.Background(), pool.Pool{Name: pl, Config: map[string]string{}}); err != nil {
 					return err
 				}
