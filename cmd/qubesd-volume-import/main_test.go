@@ -4,74 +4,25 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/qubesgo/qubesd/config"
-	"github.com/qubesgo/qubesd/core/daemon"
-	"github.com/qubesgo/qubesd/core/qubes/qubestest"
+	"github.com/qubesgo/qubesd/core/daemon/daemontest"
 	"github.com/qubesgo/qubesd/core/storage/storagetest"
 	"github.com/qubesgo/qubesd/sdk/admin"
-	"github.com/qubesgo/qubesd/sdk/pool"
 )
 
 // startDaemon runs a daemon on the fixture with in-process drivers and
-// returns its internal socket and the driver of the varlibqubes pool.
+// creates the AppVM "imp" to import into; it returns the internal socket,
+// the driver of the varlibqubes pool and a client.
 func startDaemon(t *testing.T) (string, *storagetest.MemDriver, *admin.Client) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "qvi-") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	data := filepath.Join(dir, "data")
-	if err := qubestest.MakeDataDir(data); err != nil {
-		t.Fatal(err)
-	}
-	xml, err := os.ReadFile(qubestest.Fixture(t, "qubes-n10.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(data, "qubes.xml"), qubestest.Mapped(xml, data), 0o660); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\n\n[plugins]\n", data, dir)), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := storagetest.NewMemDriver(filepath.Join(dir, "mem"))
-	kernels := storagetest.NewMemDriver(filepath.Join(dir, "kernels"))
-	for _, sub := range []string{"mem", "kernels"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, d := range map[string]*storagetest.MemDriver{"varlibqubes": mem, "linux-kernel": kernels} {
-		if err := d.Setup(context.Background(), pool.Pool{Name: name, Config: map[string]string{}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d, err := daemon.StartWith(cfg, hclog.NewNullLogger(), daemon.Options{PoolDrivers: storagetest.Drivers{"file-reflink": mem, "linux-kernel": kernels}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := d.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	c := admin.New(cfg.Daemon.SocketPath())
+	d := daemontest.Start(t)
+	c := admin.New(d.Config.Daemon.SocketPath())
 	if _, err := c.Call(context.Background(), "admin.vm.Create.AppVM", "dom0", "debian-12-xfce", []byte("name=imp label=red")); err != nil {
 		t.Fatal(err)
 	}
-	return cfg.Daemon.InternalSocketPath(), mem, c
+	return d.Config.Daemon.InternalSocketPath(), d.Pool, c
 }
 
 func TestService(t *testing.T) {

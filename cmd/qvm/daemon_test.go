@@ -2,21 +2,16 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/qubesgo/qubesd/config"
-	"github.com/qubesgo/qubesd/core/daemon"
+	"github.com/qubesgo/qubesd/core/daemon/daemontest"
 	"github.com/qubesgo/qubesd/core/qubes/qubestest"
-	"github.com/qubesgo/qubesd/core/storage/storagetest"
-	"github.com/qubesgo/qubesd/sdk/pool"
 )
 
 // TestScriptsRealDaemon runs testdata/daemon/*.txtar against a real qubesd
@@ -39,11 +34,7 @@ func TestScriptsRealDaemon(t *testing.T) {
 				return err
 			}
 			e.Defer(func() { os.RemoveAll(dir) })
-			data := filepath.Join(dir, "data")
-			if err := qubestest.MakeDataDir(data); err != nil {
-				return err
-			}
-			xml := string(qubestest.Mapped(fixture, data))
+			xml := string(qubestest.Mapped(fixture, filepath.Join(dir, "data")))
 			// a script with a file "quarantine" naming a qube gets that
 			// qube's record broken (memory = "lots")
 			if b, err := os.ReadFile(filepath.Join(e.WorkDir, "quarantine")); err == nil {
@@ -51,32 +42,13 @@ func TestScriptsRealDaemon(t *testing.T) {
 				xml = strings.Replace(xml, `<property name="name">`+name+`</property>`,
 					`<property name="name">`+name+`</property><property name="memory">lots</property>`, 1)
 			}
-			if err := os.WriteFile(filepath.Join(data, "qubes.xml"), []byte(xml), 0o660); err != nil {
-				return err
-			}
-			cfg, err := config.Parse([]byte(fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\n\n[plugins]\n", data, dir)), "test")
+			// in-process pool drivers (the real ones are plugins, tested end
+			// to end in plugintests) and libvirt's test driver
+			d, err := daemontest.Launch(dir, []byte(xml))
 			if err != nil {
 				return err
 			}
-			// in-process drivers for the fixture's pools (the real ones are
-			// plugins, tested end to end in plugintests)
-			drivers := storagetest.Drivers{
-				"file-reflink": storagetest.NewMemDriver(filepath.Join(dir, "file-reflink")),
-				"linux-kernel": storagetest.NewMemDriver(filepath.Join(dir, "linux-kernel")),
-			}
-			for pl, dr := range map[string]string{"varlibqubes": "file-reflink", "linux-kernel": "linux-kernel"} {
-				// starting a qube writes its run images there
-				if err := os.MkdirAll(filepath.Join(dir, dr), 0o700); err != nil {
-					return err
-				}
-				if err := drivers[dr].Setup(context.Background(), pool.Pool{Name: pl, Config: map[string]string{}}); err != nil {
-					return err
-				}
-			}
-			d, err := daemon.StartWith(cfg, hclog.NewNullLogger(), daemon.Options{PoolDrivers: drivers})
-			if err != nil {
-				return err
-			}
+			cfg := d.Config
 			e.Defer(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()

@@ -5,24 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/qubesgo/qubesd/config"
 	"github.com/qubesgo/qubesd/core/daemon"
+	"github.com/qubesgo/qubesd/core/daemon/daemontest"
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/qubes"
-	"github.com/qubesgo/qubesd/core/qubes/qubestest"
 	"github.com/qubesgo/qubesd/core/storage/storagetest"
 	"github.com/qubesgo/qubesd/core/vmm"
 	"github.com/qubesgo/qubesd/sdk/admin"
-	"github.com/qubesgo/qubesd/sdk/pool"
 )
 
 // env is a daemon on the reference fixture with in-memory pools and
@@ -32,53 +27,12 @@ type env struct {
 	d   *daemon.Daemon
 	c   *admin.Client
 	mem *storagetest.MemDriver
-	dir string
 }
 
 func startEnv(t *testing.T) *env {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "lc-") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	data := filepath.Join(dir, "data")
-	if err := qubestest.MakeDataDir(data); err != nil {
-		t.Fatal(err)
-	}
-	xml, err := os.ReadFile(qubestest.Fixture(t, "qubes-n10.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(data, "qubes.xml"), qubestest.Mapped(xml, data), 0o660); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf("[daemon]\ndata_dir = %q\nrun_dir = %q\nlibvirt_uri = \"test:///default\"\n\n[plugins]\n", data, dir)), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := storagetest.NewMemDriver(filepath.Join(dir, "mem"))
-	kernels := storagetest.NewMemDriver(filepath.Join(dir, "kernels"))
-	for name, d := range map[string]*storagetest.MemDriver{"varlibqubes": mem, "linux-kernel": kernels} {
-		if err := os.MkdirAll(filepath.Join(dir, map[string]string{"varlibqubes": "mem", "linux-kernel": "kernels"}[name]), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Setup(context.Background(), pool.Pool{Name: name, Config: map[string]string{}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d, err := daemon.StartWith(cfg, hclog.NewNullLogger(), daemon.Options{PoolDrivers: storagetest.Drivers{"file-reflink": mem, "linux-kernel": kernels}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := d.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	return &env{d: d, c: admin.New(cfg.Daemon.SocketPath()), mem: mem, dir: dir}
+	d := daemontest.Start(t)
+	return &env{d: d.Daemon, c: admin.New(d.Config.Daemon.SocketPath()), mem: d.Pool}
 }
 
 // newQube creates a StandaloneVM (its volumes are origins: no template
