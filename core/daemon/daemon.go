@@ -56,9 +56,9 @@ type Daemon struct {
 	// plugins' Host calls may come before.
 	lc       atomic.Pointer[lifecycle.Manager]
 	renderer *vmm.Renderer
-	servers   []*api.Server
-	sockets   []string
-	done      chan error
+	servers  []*api.Server
+	sockets  []string
+	done     chan error
 }
 
 // Host describes the machine the model runs on.

@@ -308,7 +308,7 @@ func TestMemoryAndClock(t *testing.T) {
 func TestGoldenValidatesAgainstLibvirtSchema(t *testing.T) {
 	bin, err := exec.LookPath("virt-xml-validate")
 	if err != nil {
-		t.Skip("virt-xml-validate (package libvirt-clients) is not installed")
+		t.Skip("virt-xml-validate is not installed: `make deps` installs it (Debian package libvirt-clients)")
 	}
 	for _, g := range []string{"kvm-qemu.golden", "kvm-native-nokernel.golden", "test.golden"} {
 		out, err := exec.Command(bin, filepath.Join("testdata", g), "domain").CombinedOutput()

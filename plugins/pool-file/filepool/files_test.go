@@ -153,10 +153,10 @@ func TestCleanTemps(t *testing.T) {
 // reading its image (as a running qube's disk does) has the new size.
 func TestRefreshLoops(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: attaching a loop device needs root")
+		t.Skip("attaching a loop device needs root: run the tests as root, as make test does in CI")
 	}
 	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("skipped: no losetup")
+		t.Skip("losetup is missing: install util-linux's mount package (apt-get install -y mount)")
 	}
 	for _, d := range drivers {
 		t.Run(d.name, func(t *testing.T) {
