@@ -16,6 +16,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/qubesgo/qubesd/plugintests/internal/grpcecho"
 	sdkplugin "github.com/qubesgo/qubesd/sdk/plugin"
 )
 
@@ -38,13 +39,13 @@ import (
 func BenchmarkGRPCFloor(b *testing.B) {
 	conn := startEcho(b)
 	msg := bytes.Repeat([]byte("0123456789"), 10)
-	call := grpc.ForceCodec(rawCodec{})
+	call := grpc.ForceCodec(grpcecho.RawCodec{})
 
 	b.Run("unary", func(b *testing.B) {
 		ctx := context.Background()
 		roundTrip := func() error {
 			var out []byte
-			if err := conn.Invoke(ctx, "/grpcecho.Echo/Echo", &msg, &out, call); err != nil {
+			if err := conn.Invoke(ctx, grpcecho.EchoMethod, &msg, &out, call); err != nil {
 				return err
 			}
 			if !bytes.Equal(out, msg) {
@@ -52,26 +53,13 @@ func BenchmarkGRPCFloor(b *testing.B) {
 			}
 			return nil
 		}
-		if err := roundTrip(); err != nil { // warm up, untimed
-			b.Fatal(err)
-		}
-		var lat []time.Duration
-		for b.Loop() {
-			t0 := time.Now()
-			err := roundTrip()
-			lat = append(lat, time.Since(t0))
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportLatency(b, lat)
+		measureRoundTrips(b, roundTrip)
 	})
 
 	b.Run("stream", func(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		desc := &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, ClientStreams: true}
-		st, err := conn.NewStream(ctx, desc, "/grpcecho.Echo/Stream", call)
+		st, err := conn.NewStream(ctx, &grpcecho.StreamDesc, grpcecho.StreamMethod, call)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,19 +76,7 @@ func BenchmarkGRPCFloor(b *testing.B) {
 			}
 			return nil
 		}
-		if err := roundTrip(); err != nil { // warm up, untimed
-			b.Fatal(err)
-		}
-		var lat []time.Duration
-		for b.Loop() {
-			t0 := time.Now()
-			err := roundTrip()
-			lat = append(lat, time.Since(t0))
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportLatency(b, lat)
+		measureRoundTrips(b, roundTrip)
 		if err := st.CloseSend(); err != nil {
 			b.Fatal(err)
 		}
@@ -110,12 +86,6 @@ func BenchmarkGRPCFloor(b *testing.B) {
 		}
 	})
 }
-
-// echoKind is the plugin name testdata/grpcecho serves under: not one of
-// sdk/plugin's kinds, but sdk/plugin.Serve and ClientConfig take any name
-// (the plugin map is {kind: plugin}), so the floor goes through both
-// unchanged.
-const echoKind = "grpc-echo"
 
 // floorEnv is the plugin environment core/pluginhost gives every plugin:
 // a copy of its baseEnv (core/pluginhost/host.go) — GOMAXPROCS=1 matters
@@ -138,7 +108,7 @@ func startEcho(b *testing.B) *grpc.ClientConn {
 	cmd := exec.Command(filepath.Join(bin, "grpcecho"))
 	cmd.Env = floorEnv(b.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cc := sdkplugin.ClientConfig(echoKind, echoClient{}, cmd)
+	cc := sdkplugin.ClientConfig(grpcecho.Kind, echoClient{}, cmd)
 	cc.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{b}})
 	cc.SkipHostEnv = true
 	cc.StartTimeout = 10 * time.Second
@@ -149,7 +119,7 @@ func startEcho(b *testing.B) *grpc.ClientConn {
 	if err != nil {
 		b.Fatal(err)
 	}
-	raw, err := rpc.Dispense(echoKind)
+	raw, err := rpc.Dispense(grpcecho.Kind)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -170,27 +140,21 @@ func (echoClient) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, conn *gr
 	return conn, nil
 }
 
-// rawCodec passes a message of type *[]byte as is: the codec "raw" that
-// testdata/grpcecho registers (keep the two copies in step). ForceCodec
-// sends its name as the content-subtype, by which the server picks it.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "raw" }
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	p, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
+// measureRoundTrips times roundTrip in b's loop, after one untimed warm-up
+// call, and reports the latencies.
+func measureRoundTrips(b *testing.B, roundTrip func() error) {
+	b.Helper()
+	if err := roundTrip(); err != nil {
+		b.Fatal(err)
 	}
-	return *p, nil
-}
-
-// Unmarshal copies: gRPC reuses data's buffer once Unmarshal returns.
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	p, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
+	var lat []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		err := roundTrip()
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
-	*p = bytes.Clone(data)
-	return nil
+	reportLatency(b, lat)
 }
