@@ -150,10 +150,20 @@ type volumeCall struct {
 // (PermissionDenied otherwise, as enforce_arg), reads its record, and runs
 // the method's own payload checks.
 func prepareVolume(more func(c *Call, vc *volumeCall) error) func(ctx context.Context, c *Call) error {
+	return volumePreparer(func(c *Call, names []string) error {
+		return enforceArg(c.Arg, names, c.Dest.Name()+" volumes")
+	}, more)
+}
+
+// volumePreparer is a Prepare step for the volume methods: argCheck
+// refuses an argument that is not one of the destination's volumes (the
+// admin and internal APIs word it differently), then the volume's record
+// is read into c.State and more, if any, checks the rest.
+func volumePreparer(argCheck func(c *Call, names []string) error, more func(c *Call, vc *volumeCall) error) func(ctx context.Context, c *Call) error {
 	return func(ctx context.Context, c *Call) error {
 		vc := &volumeCall{}
 		err := c.App.Read(func() error {
-			if err := enforceArg(c.Arg, storage.VolumeNames(c.Dest), c.Dest.Name()+" volumes"); err != nil {
+			if err := argCheck(c, storage.VolumeNames(c.Dest)); err != nil {
 				return err
 			}
 			m, err := c.Server.storage()

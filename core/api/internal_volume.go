@@ -2,13 +2,13 @@ package api
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/property"
 	"github.com/qubesgo/qubesd/core/qerr"
-	"github.com/qubesgo/qubesd/core/storage"
 )
 
 // The internal socket (qubesd.internal.sock, dom0 tools only; spec
@@ -35,7 +35,7 @@ func newInternalMethodTable() methodTable {
 			Run: importBegin},
 		// ImportBegin asked for the permission of the whole import
 		&Method{Name: "internal.vm.volume.ImportEnd", Arg: Required, Payload: Required, Write: true, NoPermission: true,
-			Prepare: prepareImport(func(c *Call, vc *volumeCall) error { return nil }),
+			Prepare: prepareImport(nil),
 			Run:     importEnd},
 	)
 	return t
@@ -44,30 +44,12 @@ func newInternalMethodTable() methodTable {
 // prepareImport checks that the argument is a volume of the destination;
 // the internal API says so with a ProtocolError naming no quotes.
 func prepareImport(more func(c *Call, vc *volumeCall) error) func(ctx context.Context, c *Call) error {
-	return func(ctx context.Context, c *Call) error {
-		vc := &volumeCall{}
-		err := c.App.Read(func() error {
-			names := storage.VolumeNames(c.Dest)
-			found := false
-			for _, n := range names {
-				found = found || n == c.Arg
-			}
-			if !found {
-				return qerr.New(qerr.ProtocolError, "Argument not in %s volumes", c.Dest.Name())
-			}
-			m, err := c.Server.storage()
-			if err != nil {
-				return err
-			}
-			vc.vol, err = m.Volume(c.Dest, c.Arg)
-			return err
-		})
-		if err != nil {
-			return err
+	return volumePreparer(func(c *Call, names []string) error {
+		if !slices.Contains(names, c.Arg) {
+			return qerr.New(qerr.ProtocolError, "Argument not in %s volumes", c.Dest.Name())
 		}
-		c.State = vc
-		return more(c, vc)
-	}
+		return nil
+	}, more)
 }
 
 func importBegin(ctx context.Context, c *Call) ([]byte, uint64, error) {
