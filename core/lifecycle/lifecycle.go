@@ -78,6 +78,9 @@ type run struct {
 	skipUnpause atomic.Bool
 	claimed     atomic.Bool
 	done        chan struct{} // closed once domain-shutdown has been fired
+	// guestDBStop ends the push of QubesDB to the guest (guestdb.go); nil
+	// when the domain's flavour has no QubesDB channel.
+	guestDBStop atomic.Pointer[func()]
 }
 
 // New returns a Manager. Feed it libvirt's events with HandleEvent.
@@ -339,6 +342,13 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 			return bringUpFail("filling QubesDB", err)
 		}
 	}
+	stop, err := m.attachGuestDB(ctx, q, db)
+	if err != nil {
+		return bringUpFail("connecting QubesDB to the guest", err)
+	}
+	if stop != nil {
+		r.guestDBStop.Store(&stop)
+	}
 	if err := m.fire(q, "domain-qdb-create", false); err != nil {
 		return bringUpFail("domain-qdb-create", err)
 	}
@@ -393,6 +403,9 @@ func (m *Manager) endRun(q *qubes.Qube, r *run) {
 	name := q.Name()
 	if err := m.fire(q, "domain-stopped", false); err != nil {
 		m.log.Warn("a domain-stopped handler failed", "qube", name, "error", err)
+	}
+	if stop := r.guestDBStop.Load(); stop != nil {
+		(*stop)()
 	}
 	m.stopVolumes(q, r.vols)
 	m.opts.QDB.Close(name)
