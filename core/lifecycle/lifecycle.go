@@ -417,6 +417,7 @@ func (m *Manager) endRun(q *qubes.Qube, r *run) {
 	if err := m.fire(q, "domain-shutdown", false); err != nil {
 		m.log.Warn("a domain-shutdown handler failed", "qube", name, "error", err)
 	}
+	m.cleanupDisposable(q)
 }
 
 // HandleEvent takes one of libvirt's translated events (vmm.Options.OnEvent).
