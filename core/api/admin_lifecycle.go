@@ -2,13 +2,13 @@ package api
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
 	"github.com/qubesgo/qubesd/core/events"
 	"github.com/qubesgo/qubesd/core/qerr"
 	"github.com/qubesgo/qubesd/core/qubes"
+	"github.com/qubesgo/qubesd/core/vmm"
 )
 
 // Lifecycle starts and stops qubes (core/lifecycle.Manager). Its methods
@@ -20,6 +20,13 @@ type Lifecycle interface {
 	Kill(ctx context.Context, q *qubes.Qube) error
 	Pause(ctx context.Context, q *qubes.Qube) error
 	Unpause(ctx context.Context, q *qubes.Qube) error
+	Suspend(ctx context.Context, q *qubes.Qube) error
+	Resume(ctx context.Context, q *qubes.Qube) error
+	// NewSampler samples the resources of every running domain, or only
+	// of q's (nil: all), for admin.vm.Stats.
+	NewSampler(q *qubes.Qube) *vmm.Sampler
+	// Console is the pseudo-terminal of q's console.
+	Console(q *qubes.Qube) (string, error)
 	// CurrentState is admin.vm.CurrentState's reply:
 	// "mem=<n> mem_static_max=<n> cputime=<n> power_state=<state>".
 	CurrentState(q *qubes.Qube) string
@@ -38,7 +45,7 @@ func addLifecycleMethods(t methodTable) {
 		}},
 		&Method{Name: "admin.vm.Start", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
 			err := lc.Start(ctx, c.Dest)
-			if err != nil && !hasKind(err) {
+			if err != nil && !qerr.Has(err) {
 				// a libvirt error, as the reference reports it
 				return qerr.Wrap(qerr.Exception, err, "Start failed: %v, see the libvirt log for details", err)
 			}
@@ -76,6 +83,21 @@ func addLifecycleMethods(t methodTable) {
 		&Method{Name: "admin.vm.Unpause", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
 			return lc.Unpause(ctx, c.Dest)
 		})},
+		&Method{Name: "admin.vm.Suspend", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+			return lc.Suspend(ctx, c.Dest)
+		})},
+		&Method{Name: "admin.vm.Resume", Write: true, Run: lifecycleRun(func(ctx context.Context, lc Lifecycle, c *Call) error {
+			return lc.Resume(ctx, c.Dest)
+		})},
+		&Method{Name: "admin.vm.Stats", Scope: Global, Stream: streamStats},
+		&Method{Name: "admin.vm.Console", Write: true, Run: func(ctx context.Context, c *Call) ([]byte, uint64, error) {
+			lc := c.Server.opts.Lifecycle
+			if lc == nil {
+				return nil, 0, qerr.New(qerr.VMNotRunning, "VM not running: %s", c.Dest.Name())
+			}
+			tty, err := lc.Console(c.Dest)
+			return []byte(tty), 0, err
+		}},
 	)
 }
 
@@ -89,9 +111,4 @@ func lifecycleRun(f func(ctx context.Context, lc Lifecycle, c *Call) error) func
 		}
 		return nil, 0, f(ctx, lc, c)
 	}
-}
-
-func hasKind(err error) bool {
-	var e *qerr.Error
-	return errors.As(err, &e)
 }

@@ -299,12 +299,21 @@ func (s *Server) stream(conn net.Conn, c *Call) {
 		_, _ = conn.Write(ErrorReply(err))
 		return
 	}
+	sent := false
 	err := c.Method.Stream(s.ctx, c, func(b []byte) error {
+		sent = true
 		// a client that stops reading is cut off rather than held forever
 		_ = conn.SetWriteDeadline(time.Now().Add(s.opts.ReadTimeout))
 		_, err := conn.Write(b)
 		return err
 	})
+	if err != nil && !sent {
+		// refused before its first frame (say, the stats of a halted qube):
+		// the client gets the reason, as for any other refusal
+		_ = conn.SetWriteDeadline(time.Now().Add(s.opts.ReadTimeout))
+		_, _ = conn.Write(ErrorReply(err))
+		return
+	}
 	if err != nil {
 		s.log.Debug("event stream ended", "method", c.Method.Name, "error", err)
 	}

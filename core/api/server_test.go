@@ -214,7 +214,7 @@ func TestValidation(t *testing.T) {
 		{"empty method", wire("", "", "dom0", "dom0", ""), perr("no such method: ''"), false},
 		{"method with a control character", wire("admin\x01", "", "dom0", "dom0", ""), perr(`no such method: 'admin\x01'`), false},
 		{"method with a quote", wire("it's", "", "dom0", "dom0", ""), perr(`no such method: "it's"`), false},
-		{"method not served yet", wire("admin.vm.Suspend", "", "dom0", "vm0001", ""), perr("no such method: 'admin.vm.Suspend'"), false},
+		{"method not served yet", wire("admin.backup.Execute", "", "dom0", "dom0", ""), perr("no such method: 'admin.backup.Execute'"), false},
 		{"method names are case-sensitive", wire("admin.vm.list", "", "dom0", "dom0", ""), perr("no such method: 'admin.vm.list'"), false},
 
 		// the method's rules: payload, then argument, then destination

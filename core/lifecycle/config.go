@@ -66,7 +66,26 @@ func (m *Manager) domainConfig(q *qubes.Qube) vmm.DomainConfig {
 	if str(q, "kernel") == "" {
 		cfg.Cmdline = ""
 	}
+	if n := netVM(q); n != nil {
+		cfg.Interfaces = []vmm.Interface{uplink(q, n)}
+	}
 	return cfg
+}
+
+// netVM is q's effective netvm, nil for none. Call it under the model lock.
+func netVM(q *qubes.Qube) *qubes.Qube {
+	v, err := q.Get("netvm")
+	if err != nil {
+		return nil
+	}
+	n, _ := v.(*qubes.Qube)
+	return n
+}
+
+// uplink is q's network interface to its netvm n (spec §6: the qube's
+// MAC, its ip and ip6, the netvm as the backend).
+func uplink(q, n *qubes.Qube) vmm.Interface {
+	return vmm.Interface{MAC: str(q, "mac"), IP: str(q, "ip"), IP6: str(q, "ip6"), Backend: n.Name()}
 }
 
 type devInfo struct {
@@ -213,19 +232,19 @@ func (s State) String() string {
 // CurrentState is admin.vm.CurrentState's reply for q.
 func (m *Manager) CurrentState(q *qubes.Qube) string { return m.State(q).String() }
 
-// State is q's state for admin.vm.CurrentState. vmm has no call for
-// a domain's memory and CPU time yet: a running qube reports its memory
-// property (KiB) as both mem and mem_static_max, and cputime 0; a halted
-// one zeros. Call it without the model lock.
+// State is q's state for admin.vm.CurrentState: memory and CPU time as
+// libvirt reports them for a running qube (KiB, nanoseconds), zeros for a
+// halted one, and for dom0 and remote qubes, which have no domain here.
+// Call it without the model lock.
 func (m *Manager) State(q *qubes.Qube) State {
 	s := State{Power: m.PowerState(q)}
 	if !q.HasVM() || s.Power == string(vmm.Halted) || s.Power == string(vmm.NA) {
 		return s
 	}
-	_ = m.app.Read(func() error {
-		mem := uint64(max(integer(q, "memory"), 0)) * 1024
-		s.Mem, s.MemStaticMax = mem, mem
-		return nil
-	})
+	st, err := m.opts.Conn.Stats(q.Name())
+	if err != nil {
+		return s
+	}
+	s.Mem, s.MemStaticMax, s.CPUTime = st.MemKiB, st.MaxMemKiB, st.CPUTimeNs
 	return s
 }

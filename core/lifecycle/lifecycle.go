@@ -49,6 +49,11 @@ type Options struct {
 	// waits for libvirt's stopped event before ending the run itself.
 	// Default 10 s.
 	StopTimeout time.Duration
+	// FreeMemory reports the host's free memory in bytes for the check
+	// before a start (spec §4.6; the memory-balancing issue replaces it).
+	// Nil: libvirt's free memory, except on libvirt's test driver, whose
+	// figure is a constant unrelated to its domains (no check there).
+	FreeMemory func() (uint64, error)
 }
 
 // Manager runs the lifecycle of the model's qubes.
@@ -57,25 +62,29 @@ type Manager struct {
 	app  *qubes.App
 	log  hclog.Logger
 
-	mu    sync.Mutex
-	locks map[string]chan struct{} // per-qube start lock
-	runs  map[string]*run          // armed runs by qube name
+	mu       sync.Mutex
+	locks    map[string]chan struct{} // per-qube start lock
+	runs     map[string]*run          // armed runs by qube name
+	reserved uint64                   // memory (bytes) of starts between their check and their domain's creation
 
-	bg     sync.WaitGroup
-	closed atomic.Bool
+	bg      sync.WaitGroup
+	closed  atomic.Bool
+	unwatch func() // ends the runtime netvm change's subscriptions
 }
 
 // run is one life of a qube's domain.
 type run struct {
 	vols []storage.Volume // started volumes, stopped when the run ends
-	// skipPause: libvirt's suspended event of the paused create is not a
-	// domain-paused. Cleared by that event, or by the resumed event of the
-	// start's own resume (libvirt's events are ordered: a driver that
-	// starts paused without a suspended event leaves nothing to skip).
-	skipPause atomic.Bool
-	// skipUnpause: the next resumed event is qubesd's own resume, whose
-	// domain-unpaused was fired already (the reference's skip_unpause_event).
-	skipUnpause atomic.Bool
+	// starting: the start is still bringing the domain up. Its paused
+	// create and its own resume are not domain-paused/domain-unpaused
+	// (Start fires domain-unpaused itself), so libvirt's suspended and
+	// resumed events are ignored until the start's resume has returned.
+	starting atomic.Bool
+	// paused: domain-paused has fired and domain-unpaused not yet. Events
+	// are matched against it and against the domain's state, so that a
+	// suspended or resumed event delivered twice, or late, fires nothing
+	// (the reference's skip_unpause_event, made robust).
+	paused atomic.Bool
 	claimed     atomic.Bool
 	done        chan struct{} // closed once domain-shutdown has been fired
 	// guestDBStop ends the push of QubesDB to the guest (guestdb.go); nil
@@ -94,13 +103,20 @@ func New(o Options) *Manager {
 	if o.QDB == nil {
 		o.QDB = &qdb.Registry{}
 	}
-	return &Manager{opts: o, app: o.App, log: o.Logger.Named("lifecycle"),
+	if o.FreeMemory == nil && o.Conn != nil && (o.Renderer == nil || o.Renderer.Flavour() != vmm.FlavourTest) {
+		o.FreeMemory = o.Conn.FreeMemory
+	}
+	m := &Manager{opts: o, app: o.App, log: o.Logger.Named("lifecycle"),
 		locks: map[string]chan struct{}{}, runs: map[string]*run{}}
+	m.unwatch = m.watchNetVM()
+	return m
 }
 
 // Close waits for the stop handling in progress. The Conn is the caller's.
 func (m *Manager) Close() {
-	m.closed.Store(true)
+	if m.closed.CompareAndSwap(false, true) {
+		m.unwatch()
+	}
 	m.bg.Wait()
 }
 
@@ -252,6 +268,8 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		vols    []storage.Volume
 		cfg     vmm.DomainConfig
 		entries []qdbEntry
+		netvm   *qubes.Qube
+		memNeed uint64
 	)
 	_, err = m.app.Write(func() error {
 		if v, ok := q.Features.Get("prohibit-start"); ok && q.Features.Truthy("prohibit-start") {
@@ -268,12 +286,28 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		}
 		cfg = m.domainConfig(q)
 		entries = qdbEntries(q)
+		netvm = netVM(q)
+		memNeed = memoryRequest(cfg)
 		return nil
 	})
 	if err != nil {
 		m.startFailed(q, err)
 		return err
 	}
+
+	// the network provider first, and so the whole upstream chain
+	if netvm != nil && netvm.HasVM() {
+		if err := m.startNetVM(ctx, q, netvm); err != nil {
+			m.startFailed(q, err)
+			return err
+		}
+	}
+	release, err := m.reserveMemory(q, memNeed)
+	if err != nil {
+		m.startFailed(q, err)
+		return err
+	}
+	defer release()
 
 	// storage: every volume, in order; undone on failure
 	var started []storage.Volume
@@ -312,7 +346,8 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		return fail("defining the domain", err)
 	}
 	r := &run{vols: started, done: make(chan struct{})}
-	r.skipPause.Store(true)
+	r.starting.Store(true)
+	defer r.starting.Store(false)
 	m.setRun(name, r)
 	if err := m.opts.Conn.CreatePaused(name); err != nil {
 		m.mu.Lock()
@@ -321,6 +356,7 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		m.undefine(name)
 		return fail("creating the domain paused", err)
 	}
+	release() // the domain exists: its memory is libvirt's to count now
 
 	// bring-up; from here a failure kills the domain and ends the run
 	bringUpFail := func(step string, err error) error {
@@ -355,17 +391,17 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
 		return bringUpFail("domain-pre-unpaused", err)
 	}
-	r.skipUnpause.Store(true)
 	if err := m.opts.Conn.Resume(name); err != nil {
-		r.skipUnpause.Store(false)
 		return bringUpFail("resuming the domain", err)
 	}
+	r.starting.Store(false)
 	if err := m.fire(q, "domain-unpaused", false); err != nil {
 		return bringUpFail("domain-unpaused", err)
 	}
 	if err := m.fire(q, "domain-start", false, kv("start_guid", true)); err != nil {
 		return bringUpFail("domain-start", err)
 	}
+	m.replugClients(q, true)
 	return nil
 }
 
@@ -417,6 +453,7 @@ func (m *Manager) endRun(q *qubes.Qube, r *run) {
 	if err := m.fire(q, "domain-shutdown", false); err != nil {
 		m.log.Warn("a domain-shutdown handler failed", "qube", name, "error", err)
 	}
+	m.replugClients(q, false)
 	m.cleanupDisposable(q)
 }
 
@@ -445,21 +482,24 @@ func (m *Manager) HandleEvent(ev vmm.Event) {
 			m.endRun(q, r)
 		}()
 	case vmm.EventSuspended:
-		if r.skipPause.CompareAndSwap(true, false) {
-			return // the paused create of a start
+		if r.starting.Load() || !m.stateIs(q, vmm.Paused) {
+			return // the start's paused create, or a stale event
 		}
-		if err := m.fire(q, "domain-paused", false); err != nil {
-			m.log.Warn("a domain-paused handler failed", "qube", q.Name(), "error", err)
-		}
+		m.paused(q) // nothing if domain-paused has fired already
 	case vmm.EventResumed:
-		if r.skipUnpause.CompareAndSwap(true, false) {
-			r.skipPause.Store(false)
-			return
+		if r.starting.Load() || !m.stateIs(q, vmm.Running) || !r.paused.CompareAndSwap(true, false) {
+			return // the start's resume, Unpause's own, a stale event, or a repeat
 		}
 		if err := m.fire(q, "domain-unpaused", false); err != nil {
 			m.log.Warn("a domain-unpaused handler failed", "qube", q.Name(), "error", err)
 		}
 	}
+}
+
+// stateIs reports whether libvirt has q's domain in state st now.
+func (m *Manager) stateIs(q *qubes.Qube, st vmm.PowerState) bool {
+	got, err := m.opts.Conn.State(q.Name())
+	return err == nil && got == st
 }
 
 func notStarted(q *qubes.Qube) error {
@@ -536,6 +576,11 @@ func (m *Manager) shutdown(ctx context.Context, q *qubes.Qube, r *run, state str
 	if err := m.fire(q, "domain-pre-shutdown", true, kv("force", force)); err != nil {
 		return err
 	}
+	if !force {
+		if err := m.refuseShutdownInUse(q); err != nil {
+			return err
+		}
+	}
 	if state == string(vmm.Paused) {
 		if !force {
 			return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(name))
@@ -572,7 +617,7 @@ func (m *Manager) shutdown(ctx context.Context, q *qubes.Qube, r *run, state str
 	return nil
 }
 
-// Pause pauses q (spec §4.5); domain-paused follows from libvirt's event.
+// Pause pauses q (spec §4.5) and fires domain-paused once libvirt has.
 func (m *Manager) Pause(ctx context.Context, q *qubes.Qube) error {
 	if !q.HasVM() {
 		return notVM(q, "pause")
@@ -589,7 +634,19 @@ func (m *Manager) Pause(ctx context.Context, q *qubes.Qube) error {
 		}
 		return err
 	}
+	m.paused(q)
 	return nil
+}
+
+// paused fires domain-paused for a pause qubesd made, unless libvirt's
+// suspended event got there first; that event, arriving later, is then
+// ignored.
+func (m *Manager) paused(q *qubes.Qube) {
+	if r := m.getRun(q.Name()); r != nil && r.paused.CompareAndSwap(false, true) {
+		if err := m.fire(q, "domain-paused", false); err != nil {
+			m.log.Warn("a domain-paused handler failed", "qube", q.Name(), "error", err)
+		}
+	}
 }
 
 // Unpause resumes a paused q and fires domain-unpaused itself (spec §4.5).
@@ -604,13 +661,95 @@ func (m *Manager) Unpause(ctx context.Context, q *qubes.Qube) error {
 	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
 		return err
 	}
-	r.skipUnpause.Store(true)
+	// domain-unpaused is fired here, not for libvirt's resumed event
+	wasPaused := r.paused.Swap(false)
 	if err := m.opts.Conn.Resume(q.Name()); err != nil {
-		r.skipUnpause.Store(false)
+		r.paused.Store(wasPaused)
 		if errors.Is(err, vmm.ErrInvalidState) {
 			return qerr.New(qerr.VMNotPaused, "VM not paused: %s", property.PyRepr(q.Name()))
 		}
 		return err
 	}
 	return m.fire(q, "domain-unpaused", false)
+}
+
+// Suspend suspends q to RAM (spec §4.5); a driver or guest that cannot
+// (libvirt's test driver, a guest without S3) gets a plain pause instead,
+// with domain-pre-paused, as in the reference. A qube already suspended,
+// or paused where only a pause is possible, stays as it is. The guest's SuspendPre
+// service needs qrexec, which qubesd-go does not run.
+func (m *Manager) Suspend(ctx context.Context, q *qubes.Qube) error {
+	if !q.HasVM() {
+		return notVM(q, "suspend")
+	}
+	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
+		return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+	}
+	state := m.PowerState(q)
+	if state == string(vmm.Suspended) {
+		return nil
+	}
+	err := m.opts.Conn.PMSuspend(q.Name())
+	if errors.Is(err, vmm.ErrUnsupported) {
+		if state == string(vmm.Paused) {
+			return nil // already stopped where a pause would stop it
+		}
+		if err := m.fire(q, "domain-pre-paused", true); err != nil {
+			return err
+		}
+		if err = m.opts.Conn.Pause(q.Name()); err == nil {
+			m.paused(q)
+		}
+	}
+	if errors.Is(err, vmm.ErrInvalidState) {
+		return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+	}
+	return err
+}
+
+// Resume wakes a suspended q and fires domain-resumed; a qube that is not
+// suspended is unpaused (spec §4.5).
+func (m *Manager) Resume(ctx context.Context, q *qubes.Qube) error {
+	if !q.HasVM() {
+		return notVM(q, "resume")
+	}
+	if m.getRun(q.Name()) == nil || m.PowerState(q) != string(vmm.Suspended) {
+		return m.Unpause(ctx, q)
+	}
+	if err := m.opts.Conn.PMWakeup(q.Name()); err != nil {
+		if errors.Is(err, vmm.ErrInvalidState) {
+			return qerr.New(qerr.VMNotSuspended, "VM not suspended: %s", property.PyRepr(q.Name()))
+		}
+		return err
+	}
+	return m.fire(q, "domain-resumed", false)
+}
+
+// NewSampler samples the resources of every active domain, or of q's only
+// (nil: all), for admin.vm.Stats.
+func (m *Manager) NewSampler(q *qubes.Qube) *vmm.Sampler {
+	if q == nil {
+		return m.opts.Conn.NewSampler("")
+	}
+	return m.opts.Conn.NewSampler(q.Name())
+}
+
+// Console is the pseudo-terminal of q's console (admin.vm.Console, for the
+// qrexec script that connects to it). A console that is not a pty (the kvm
+// template writes it to a file) is an error that names the file.
+func (m *Manager) Console(q *qubes.Qube) (string, error) {
+	if !q.HasVM() {
+		return "", notVM(q, "open the console of")
+	}
+	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
+		return "", qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+	}
+	tty, err := m.opts.Conn.ConsoleTTY(q.Name())
+	if err != nil {
+		return "", err
+	}
+	if tty == "" {
+		return "", qerr.New(qerr.Exception, "%s has no console terminal: its console is written to %s/console.log", q.Name(), q.DirPath())
+	}
+	return tty, nil
 }

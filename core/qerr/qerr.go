@@ -27,6 +27,7 @@ const (
 	VMNotStarted        Kind = "QubesVMNotStartedError"
 	VMNotRunning        Kind = "QubesVMNotRunningError"
 	VMNotPaused         Kind = "QubesVMNotPausedError"
+	VMNotSuspended      Kind = "QubesVMNotSuspendedError"
 	LabelNotFound       Kind = "QubesLabelNotFoundError"
 	LabelInUse          Kind = "QubesLabelInUseError"
 	InvalidLabel        Kind = "QubesInvalidLabelError"
@@ -89,6 +90,13 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return Exception
+}
+
+// Has reports whether err carries a Kind (an *Error in its chain): such an
+// error is meant for the client as it is; any other is wrapped first.
+func Has(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
 }
 
 // Match returns a target for errors.Is that matches every error of kind k.

@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"encoding/xml"
 	"errors"
 	"fmt"
 
@@ -214,4 +215,100 @@ func describe(d *libvirt.Domain) (DomainInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// DomainStats is what libvirt reports of a running domain's resources
+// (virDomainGetInfo): admin.vm.CurrentState and admin.vm.Stats read it.
+type DomainStats struct {
+	Name      string
+	State     PowerState
+	MemKiB    uint64 // memory the domain has now
+	MaxMemKiB uint64 // its static maximum
+	CPUTimeNs uint64 // CPU time used so far, all vCPUs
+	VCPUs     int
+}
+
+// Stats describes one domain's resources; ErrNoDomain if libvirt does not
+// know it.
+func (c *Conn) Stats(name string) (DomainStats, error) {
+	var s DomainStats
+	err := c.withDomain("read statistics of", name, func(d *libvirt.Domain) error {
+		var err error
+		s, err = domainStats(d)
+		return err
+	})
+	return s, err
+}
+
+// AllStats describes every active domain's resources, in one pass.
+func (c *Conn) AllStats() ([]DomainStats, error) {
+	var out []DomainStats
+	err := c.withConn("read domain statistics", "", func(lc *libvirt.Connect) error {
+		doms, err := lc.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_ACTIVE)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for i := range doms {
+				_ = doms[i].Free()
+			}
+		}()
+		out = make([]DomainStats, 0, len(doms))
+		for i := range doms {
+			s, err := domainStats(&doms[i])
+			if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
+				continue // gone since listed
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func domainStats(d *libvirt.Domain) (DomainStats, error) {
+	var s DomainStats
+	var err error
+	if s.Name, err = d.GetName(); err != nil {
+		return s, err
+	}
+	active, err := d.IsActive()
+	if err != nil {
+		return s, err
+	}
+	info, err := d.GetInfo()
+	if err != nil {
+		return s, err
+	}
+	s.State = powerState(active, info.State)
+	s.MemKiB, s.MaxMemKiB = info.Memory, info.MaxMem
+	s.CPUTimeNs, s.VCPUs = info.CpuTime, int(info.NrVirtCpu)
+	return s, nil
+}
+
+// ConsoleTTY is the pseudo-terminal of the domain's console as libvirt
+// has it (the live XML's /domain/devices/console/@tty): "" when the console
+// is not a pty (the kvm template's writes to a file).
+func (c *Conn) ConsoleTTY(name string) (string, error) {
+	x, err := c.XMLDesc(name)
+	if err != nil {
+		return "", err
+	}
+	var d struct {
+		Consoles []struct {
+			TTY string `xml:"tty,attr"`
+		} `xml:"devices>console"`
+	}
+	if err := xml.Unmarshal([]byte(x), &d); err != nil {
+		return "", fmt.Errorf("libvirt's XML of %s: %w", name, err)
+	}
+	for _, con := range d.Consoles {
+		if con.TTY != "" {
+			return con.TTY, nil
+		}
+	}
+	return "", nil
 }

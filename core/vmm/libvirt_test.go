@@ -275,3 +275,57 @@ func TestClosedConn(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+func TestStatsOnTestDriver(t *testing.T) {
+	c, _ := openTest(t)
+	const name = "vmm-stats"
+	defineTest(t, c, name)
+
+	if _, err := c.Stats("vmm-stats-unknown"); !errors.Is(err, ErrNoDomain) {
+		t.Errorf("Stats of an unknown domain: %v, want ErrNoDomain", err)
+	}
+	s, err := c.Stats(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != Halted {
+		t.Errorf("defined domain: state %s, want Halted", s.State)
+	}
+	for _, x := range all(c, t) {
+		if x.Name == name {
+			t.Errorf("AllStats lists the inactive %s", name)
+		}
+	}
+
+	if err := c.CreatePaused(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resume(name); err != nil {
+		t.Fatal(err)
+	}
+	s, err = c.Stats(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testVM()
+	want := uint64(cfg.MemoryMiB) * 1024
+	if s.State != Running || s.MemKiB != want || s.MaxMemKiB < want || s.VCPUs != cfg.VCPUs {
+		t.Errorf("running domain: %+v, want Running, %d KiB, %d vCPUs", s, want, cfg.VCPUs)
+	}
+	found := false
+	for _, x := range all(c, t) {
+		found = found || x == s || (x.Name == name && x.MemKiB == s.MemKiB)
+	}
+	if !found {
+		t.Errorf("AllStats does not list the running %s", name)
+	}
+}
+
+func all(c *Conn, t *testing.T) []DomainStats {
+	t.Helper()
+	s, err := c.AllStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
