@@ -6,7 +6,7 @@ RUN_DIR   := _run
 # packages a fresh Debian machine lacks: libvirt headers for cgo, pkg-config
 APT_PKGS  := libvirt-dev pkg-config libvirt-clients
 # the multi-call CLI answers to these names (symlinks to bin/qvm)
-QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check qvm-plugin qvm-pool qvm-volume qvm-clone qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause
+QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check qvm-plugin qvm-pool qvm-volume qvm-clone qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run
 GOFLAGS_TEST ?= -race -count=1
 
 .PHONY: help deps build run test bench fuzz lint clean

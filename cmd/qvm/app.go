@@ -53,6 +53,7 @@ var tools = []*toolSpec{
 	{name: "qvm-kill", sub: "kill", short: "Terminate qubes at once, without a graceful shutdown", build: newKillCmd},
 	{name: "qvm-pause", sub: "pause", short: "Pause qubes", build: newPauseCmd},
 	{name: "qvm-unpause", sub: "unpause", short: "Unpause qubes", build: newUnpauseCmd},
+	{name: "qvm-run", sub: "run", short: "Run a command in a qube: needs qrexec, which qubesd-go does not provide", build: newRunCmd},
 }
 
 func toolByName(name string) *toolSpec {
@@ -128,6 +129,9 @@ func failure(err error) error {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee
+	}
+	if errors.Is(err, context.Canceled) {
+		return err // interrupted: run says so
 	}
 	return &exitError{code: 1, msg: err.Error()}
 }
@@ -229,8 +233,8 @@ func newQvmCmd(e env) *cobra.Command {
 		Use:   "qvm",
 		Short: "Qubes OS command-line tools (qvm-ls, qvm-prefs, ...) in one binary",
 		Long: "Qubes OS command-line tools in one binary.\n\n" +
-			"Each tool also runs under its own name (qvm-ls, qvm-prefs, qubes-prefs, qvm-create,\n" +
-			"qvm-remove, qvm-features, qvm-tags, qvm-check) through a symbolic link to this binary.",
+			"Each tool also runs under its own name (qvm-ls, qvm-prefs, qvm-start, ...) through a\n" +
+			"symbolic link to this binary.",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       version(),

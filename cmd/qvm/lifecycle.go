@@ -2,13 +2,17 @@ package main
 
 // qvm-start, qvm-shutdown, qvm-kill, qvm-pause and qvm-unpause: the Python
 // tools' options, messages ("Error: ..." on stderr, as their print_error
-// writes them) and exit codes.
+// writes them) and exit codes. On a terminal, an action on several qubes
+// shows a progress bar on stderr (none with -q or when output is piped).
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/qubesgo/qubesd/sdk/admin"
@@ -31,6 +35,16 @@ func (o *targetOptions) addFlags(cmd *cobra.Command, t *tool, allHelp string) {
 // targets returns the client and the qubes the command line names: with
 // --all every qube but dom0 and the excluded ones.
 func (o *targetOptions) targets(ctx context.Context, t *tool, args []string) (*admin.Client, []*lsVM, error) {
+	l, vms, err := o.load(ctx, t, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.c, vms, nil
+}
+
+// load is targets with the loader that listed the qubes, to fetch more
+// about them.
+func (o *targetOptions) load(ctx context.Context, t *tool, args []string) (*lsLoader, []*lsVM, error) {
 	if err := checkAllOrNames(o.all, args, o.exclude); err != nil {
 		return nil, nil, err
 	}
@@ -39,11 +53,12 @@ func (o *targetOptions) targets(ctx context.Context, t *tool, args []string) (*a
 	if err != nil {
 		return nil, nil, failure(err)
 	}
-	vms, err := selectVMs(newLsLoader(c, infos).all, args, o.exclude, false)
+	l := newLsLoader(c, infos)
+	vms, err := selectVMs(l.all, args, o.exclude, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, vms, nil
+	return l, vms, nil
 }
 
 // qubeFailure is one qube an action failed on.
@@ -52,13 +67,46 @@ type qubeFailure struct {
 	err error
 }
 
+// progress counts the qubes an action is done with on a terminal progress
+// bar; a nil *progress shows nothing.
+type progress struct{ bar *progressbar.ProgressBar }
+
+// progress returns a bar for an action on n qubes, described by desc ("shutting
+// down"), or nil: for a single qube, with -q, or when stdout or stderr is
+// not a terminal.
+func (t *tool) progress(n int, desc string) *progress {
+	if n < 2 {
+		return nil
+	}
+	bar := newProgress(t, int64(n), false, desc)
+	if bar == nil {
+		return nil
+	}
+	_ = bar.RenderBlank() // "0/n" at once: the first qube can take a while
+	return &progress{bar}
+}
+
+func (p *progress) add() {
+	if p != nil {
+		_ = p.bar.Add(1)
+	}
+}
+
+// finish clears the bar, before the tool prints its messages.
+func (p *progress) finish() {
+	if p != nil {
+		_ = p.bar.Finish()
+	}
+}
+
 // eachVM calls fn on every qube, concurrently as the Python tools' asyncio
 // gather does, and returns the failures in the order of vms; errors of a
-// type in ignored do not count.
-func eachVM(ctx context.Context, vms []*lsVM, fn func(ctx context.Context, vm *lsVM) error, ignored ...string) ([]qubeFailure, error) {
+// type in ignored do not count. Each qube done advances p.
+func eachVM(ctx context.Context, vms []*lsVM, p *progress, fn func(ctx context.Context, vm *lsVM) error, ignored ...string) ([]qubeFailure, error) {
 	errs := make([]error, len(vms))
 	if err := parallel(ctx, len(vms), func(ctx context.Context, i int) error {
 		errs[i] = fn(ctx, vms[i])
+		p.add()
 		return nil
 	}); err != nil {
 		return nil, err
@@ -89,21 +137,44 @@ func (t *tool) printError(format string, a ...any) {
 type startOptions struct {
 	targetOptions
 	skipIfRunning bool
+	// the Python tool's drive options: they need block devices
+	drive, hddisk, cdrom string
+	windowsTools         bool
+	driveOpt             string // the one of them given
 }
 
 func newStartCmd(t *tool) *cobra.Command {
 	o := &startOptions{}
 	cmd := &cobra.Command{
-		Use:  "TOOL [options] VMNAME...",
-		Long: "Start qubes.",
+		Use: "TOOL [options] VMNAME...",
+		Long: "Start qubes.\n\n" +
+			"--drive, --hddisk, --cdrom and --install-windows-tools are accepted for compatibility\n" +
+			"but refused: they attach a block device, and qubesd-go has no block devices yet.",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.driveOpt = o.driveFlag(cmd)
 			return runStart(cmd.Context(), t, o, args)
 		},
 		ValidArgsFunction: completeVMs(t, -1),
 	}
 	o.addFlags(cmd, t, "start all qubes")
-	cmd.Flags().BoolVar(&o.skipIfRunning, "skip-if-running", false, "do not fail if the qube is already running")
+	fs := cmd.Flags()
+	fs.BoolVar(&o.skipIfRunning, "skip-if-running", false, "do not fail if the qube is already running")
+	fs.StringVar(&o.drive, "drive", "", "temporarily attach the drive as CD/DVD or hard disk (prefix \"hd:\" or \"cdrom:\", default cdrom); not supported yet")
+	fs.StringVar(&o.hddisk, "hddisk", "", "temporarily attach the drive as hard disk; not supported yet")
+	fs.StringVar(&o.cdrom, "cdrom", "", "temporarily attach the image as CD/DVD; not supported yet")
+	fs.BoolVar(&o.windowsTools, "install-windows-tools", false, "temporarily attach the Windows tools CD-ROM; not supported yet")
+	cmd.MarkFlagsMutuallyExclusive("drive", "hddisk", "cdrom", "install-windows-tools")
 	return cmd
+}
+
+// driveFlag returns the drive option given, if any.
+func (o *startOptions) driveFlag(cmd *cobra.Command) string {
+	for _, name := range []string{"drive", "hddisk", "cdrom", "install-windows-tools"} {
+		if cmd.Flags().Changed(name) {
+			return name
+		}
+	}
+	return ""
 }
 
 func runStart(ctx context.Context, t *tool, o *startOptions, args []string) error {
@@ -111,15 +182,24 @@ func runStart(ctx context.Context, t *tool, o *startOptions, args []string) erro
 	if err != nil {
 		return err
 	}
-	failed, err := eachVM(ctx, vms, func(ctx context.Context, vm *lsVM) error {
+	// The qubes are resolved first, as by the Python tool: an unknown qube
+	// is a usage error whatever the other options.
+	if name := o.driveOpt; name != "" {
+		return &exitError{code: 1, msg: fmt.Sprintf("--%s: attaching a drive at start needs block devices "+
+			"(admin.vm.device.block.*), which qubesd-go does not provide yet; no qube was started. "+
+			"Start the qube without --%s", name, name)}
+	}
+	p := t.progress(len(vms), "starting")
+	failed, err := eachVM(ctx, vms, p, func(ctx context.Context, vm *lsVM) error {
 		if vm.running() {
 			if o.skipIfRunning {
 				return nil
 			}
-			return &admin.Error{Type: "QubesVMAlreadyStartedError", Message: "Domain is already running"}
+			return &admin.Error{Type: admin.TypeVMAlreadyStarted, Message: "Domain is already running"}
 		}
 		return c.Start(ctx, vm.Name)
 	})
+	p.finish()
 	if err != nil {
 		return failure(err)
 	}
@@ -145,8 +225,12 @@ type shutdownOptions struct {
 func newShutdownCmd(t *tool) *cobra.Command {
 	o := &shutdownOptions{}
 	cmd := &cobra.Command{
-		Use:  "TOOL [options] VMNAME...",
-		Long: "Shut qubes down.",
+		Use: "TOOL [options] VMNAME...",
+		Long: "Shut qubes down.\n\n" +
+			"With --wait, the clients of a netvm are shut down before it. A qube still in use\n" +
+			"(a netvm with running clients) is retried while the retries make progress; a qube\n" +
+			"that does not halt within its shutdown_timeout is retried once, then killed.\n" +
+			"Exit status: the number of qubes that failed to shut down.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runShutdown(cmd.Context(), t, o, args)
 		},
@@ -170,6 +254,19 @@ type shutdownRound struct {
 }
 
 func (r shutdownRound) len() int { return len(r.unhandled) + len(r.used) + len(r.timedout) }
+
+func (r *shutdownRound) add(fs []qubeFailure) {
+	for _, f := range fs {
+		switch {
+		case admin.IsType(f.err, admin.TypeVMInUse):
+			r.used = append(r.used, f)
+		case admin.IsType(f.err, admin.TypeVMShutdownTimeout):
+			r.timedout = append(r.timedout, f)
+		default:
+			r.unhandled = append(r.unhandled, f)
+		}
+	}
+}
 
 func failedVMs(fs []qubeFailure) []*lsVM {
 	vms := make([]*lsVM, len(fs))
@@ -204,11 +301,71 @@ func mergeFailures(a, b []qubeFailure) []qubeFailure {
 	return a
 }
 
+// shutdownWaves orders vms for a shutdown that waits: each wave holds the
+// qubes no qube of a later wave uses as its netvm, so that clients halt
+// before their netvm is asked to (the daemon refuses to shut down a netvm
+// with running clients, unless forced). Qubes that are not running go in
+// the first wave; so do all of them if there is nothing to order.
+func shutdownWaves(ctx context.Context, l *lsLoader, vms []*lsVM) ([][]*lsVM, error) {
+	var running []*lsVM
+	for _, vm := range vms {
+		if vm.running() {
+			running = append(running, vm)
+		}
+	}
+	if len(running) < 2 {
+		return [][]*lsVM{vms}, nil
+	}
+	l.wanted = []string{"netvm"}
+	if err := l.loadProps(ctx, running); err != nil {
+		return nil, err
+	}
+	// clients[n] counts the qubes of running that still have to halt
+	// before n
+	netvm := map[*lsVM]*lsVM{}
+	clients := map[*lsVM]int{}
+	for _, vm := range running {
+		if p, ok := vm.prop("netvm"); ok && p.Value != "" {
+			if n := l.byName[p.Value]; n != nil && n != vm && n.running() && slices.Contains(vms, n) {
+				netvm[vm] = n
+				clients[n]++
+			}
+		}
+	}
+	if len(netvm) == 0 {
+		return [][]*lsVM{vms}, nil
+	}
+	var waves [][]*lsVM
+	left := vms
+	for len(left) > 0 {
+		var wave, rest []*lsVM
+		for _, vm := range left {
+			if clients[vm] == 0 {
+				wave = append(wave, vm)
+			} else {
+				rest = append(rest, vm)
+			}
+		}
+		if len(wave) == 0 { // a netvm loop, which the daemon refuses: keep Python's order
+			wave, rest = rest, nil
+		}
+		for _, vm := range wave {
+			if n := netvm[vm]; n != nil {
+				clients[n]--
+			}
+		}
+		waves = append(waves, wave)
+		left = rest
+	}
+	return waves, nil
+}
+
 func runShutdown(ctx context.Context, t *tool, o *shutdownOptions, args []string) error {
-	c, vms, err := o.targets(ctx, t, args)
+	l, vms, err := o.load(ctx, t, args)
 	if err != nil {
 		return err
 	}
+	c := l.c
 	if o.dryRun {
 		return nil
 	}
@@ -217,28 +374,37 @@ func runShutdown(ctx context.Context, t *tool, o *shutdownOptions, args []string
 		o.wait = true
 	}
 	opts := admin.ShutdownOptions{Force: o.force || (o.all && len(o.exclude) == 0), Wait: o.wait}
-	shutdown := func(vms []*lsVM) (shutdownRound, error) {
-		failed, err := eachVM(ctx, vms, func(ctx context.Context, vm *lsVM) error {
+	shutdown := func(vms []*lsVM, p *progress) (shutdownRound, error) {
+		failed, err := eachVM(ctx, vms, p, func(ctx context.Context, vm *lsVM) error {
 			return c.Shutdown(ctx, vm.Name, opts)
 		}, admin.TypeVMNotStarted)
 		var r shutdownRound
-		for _, f := range failed {
-			switch {
-			case admin.IsType(f.err, admin.TypeVMInUse):
-				r.used = append(r.used, f)
-			case admin.IsType(f.err, admin.TypeVMShutdownTimeout):
-				r.timedout = append(r.timedout, f)
-			default:
-				r.unhandled = append(r.unhandled, f)
-			}
-		}
+		r.add(failed)
 		return r, err
 	}
 
-	res, err := shutdown(vms)
-	if err != nil {
-		return failure(err)
+	// The first round: all at once, as the Python tool does, or, when
+	// waiting without force, clients before their netvm.
+	waves := [][]*lsVM{vms}
+	if opts.Wait && !opts.Force {
+		if waves, err = shutdownWaves(ctx, l, vms); err != nil {
+			return failure(err)
+		}
 	}
+	var res shutdownRound
+	p := t.progress(len(vms), "shutting down")
+	for _, wave := range waves {
+		r, err := shutdown(wave, p)
+		if err != nil {
+			p.finish()
+			return failure(err)
+		}
+		res.unhandled = append(res.unhandled, r.unhandled...)
+		res.used = append(res.used, r.used...)
+		res.timedout = append(res.timedout, r.timedout...)
+	}
+	p.finish()
+
 	// Qubes in use by others (their clients still running) are retried
 	// while the retries make progress.
 	if n := len(res.used); n > 0 {
@@ -250,7 +416,7 @@ func runShutdown(ctx context.Context, t *tool, o *shutdownOptions, args []string
 				break
 			}
 			t.printError("Retrying shutdown of qubes that were in use: %s", failedNames(used))
-			retry, err := shutdown(failedVMs(used))
+			retry, err := shutdown(failedVMs(used), nil)
 			if err != nil {
 				return failure(err)
 			}
@@ -268,7 +434,7 @@ func runShutdown(ctx context.Context, t *tool, o *shutdownOptions, args []string
 	// shutdown timeout), then killed.
 	if len(res.timedout) > 0 {
 		t.printError("Retrying shutdown of qubes that timed out: %s", failedNames(res.timedout))
-		retry, err := shutdown(failedVMs(res.timedout))
+		retry, err := shutdown(failedVMs(res.timedout), nil)
 		if err != nil {
 			return failure(err)
 		}
@@ -278,7 +444,7 @@ func runShutdown(ctx context.Context, t *tool, o *shutdownOptions, args []string
 	}
 	if len(res.timedout) > 0 {
 		t.printError("Killing timed out qubes: %s", failedNames(res.timedout))
-		res.timedout, err = eachVM(ctx, failedVMs(res.timedout), func(ctx context.Context, vm *lsVM) error {
+		res.timedout, err = eachVM(ctx, failedVMs(res.timedout), nil, func(ctx context.Context, vm *lsVM) error {
 			return c.Kill(ctx, vm.Name)
 		}, admin.TypeVMNotStarted)
 		if err != nil {
@@ -308,9 +474,11 @@ func newKillCmd(t *tool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			failed, err := eachVM(cmd.Context(), vms, func(ctx context.Context, vm *lsVM) error {
+			p := t.progress(len(vms), "killing")
+			failed, err := eachVM(cmd.Context(), vms, p, func(ctx context.Context, vm *lsVM) error {
 				return c.Kill(ctx, vm.Name)
 			}, admin.TypeVMNotStarted)
+			p.finish()
 			if err != nil {
 				return failure(err)
 			}
@@ -330,19 +498,25 @@ func newKillCmd(t *tool) *cobra.Command {
 
 func newPauseCmd(t *tool) *cobra.Command {
 	o := &targetOptions{}
+	var suspend bool
 	cmd := &cobra.Command{
-		Use:  "TOOL [options] VMNAME...",
-		Long: "Pause qubes.\n\nPaused qubes will be killed on system shutdown.",
+		Use: "TOOL [options] VMNAME...",
+		Long: "Pause qubes.\n\nPaused qubes will be killed on system shutdown. With --suspend, a qube whose\n" +
+			"hypervisor cannot suspend it (libvirt's test driver, for one) is paused instead.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, vms, err := o.targets(cmd.Context(), t, args)
 			if err != nil {
 				return err
 			}
-			return pauseAction(cmd.Context(), t, vms, "pause", c.Pause)
+			if suspend {
+				return pauseAction(cmd.Context(), t, vms, "suspend", "suspending", c.Suspend)
+			}
+			return pauseAction(cmd.Context(), t, vms, "pause", "pausing", c.Pause)
 		},
 		ValidArgsFunction: completeVMs(t, -1),
 	}
 	o.addFlags(cmd, t, "pause all qubes")
+	cmd.Flags().BoolVarP(&suspend, "suspend", "S", false, "put the qube to (S3) suspend mode instead of emergency pause")
 	return cmd
 }
 
@@ -350,7 +524,7 @@ func newUnpauseCmd(t *tool) *cobra.Command {
 	o := &targetOptions{}
 	cmd := &cobra.Command{
 		Use:  "TOOL [options] VMNAME...",
-		Long: "Unpause qubes.",
+		Long: "Unpause qubes: resume the suspended ones, unpause the paused ones.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c, vms, err := o.targets(ctx, t, args)
@@ -377,7 +551,9 @@ func newUnpauseCmd(t *tool) *cobra.Command {
 				}
 				vms = keep
 			}
-			return pauseAction(ctx, t, vms, "unpause/resume", c.Unpause)
+			return pauseAction(ctx, t, vms, "unpause/resume", "unpausing", func(ctx context.Context, vm string) error {
+				return unpauseOrResume(ctx, c, vm)
+			})
 		},
 		ValidArgsFunction: completeVMs(t, -1),
 	}
@@ -385,10 +561,27 @@ func newUnpauseCmd(t *tool) *cobra.Command {
 	return cmd
 }
 
+// unpauseOrResume resumes vm if it is suspended and unpauses it otherwise,
+// as the Python tool does: the state comes from admin.vm.CurrentState, and a
+// state that cannot be read (a qube just removed, an empty reply) counts as
+// not suspended.
+func unpauseOrResume(ctx context.Context, c *admin.Client, vm string) error {
+	st, err := c.CurrentState(ctx, vm)
+	switch {
+	case err == nil && st.PowerState == "Suspended":
+		return c.Resume(ctx, vm)
+	case err == nil, admin.IsType(err, admin.TypeVMNotFound), errors.Is(err, admin.ErrEmptyReply):
+		return c.Unpause(ctx, vm)
+	}
+	return err
+}
+
 // pauseAction runs a pause-like action on vms: status 1 if it failed on
 // any.
-func pauseAction(ctx context.Context, t *tool, vms []*lsVM, action string, fn func(ctx context.Context, vm string) error) error {
-	failed, err := eachVM(ctx, vms, func(ctx context.Context, vm *lsVM) error { return fn(ctx, vm.Name) })
+func pauseAction(ctx context.Context, t *tool, vms []*lsVM, action, doing string, fn func(ctx context.Context, vm string) error) error {
+	p := t.progress(len(vms), doing)
+	failed, err := eachVM(ctx, vms, p, func(ctx context.Context, vm *lsVM) error { return fn(ctx, vm.Name) })
+	p.finish()
 	if err != nil {
 		return failure(err)
 	}

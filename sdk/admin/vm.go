@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -140,25 +139,7 @@ func (c *Client) CurrentState(ctx context.Context, vm string) (VMState, error) {
 	if err != nil {
 		return VMState{}, err
 	}
-	st := VMState{Fields: map[string]string{}}
-	for _, kv := range strings.Fields(string(body)) {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return VMState{}, fmt.Errorf("admin.vm.CurrentState: %w: %q", ErrMalformedReply, body)
-		}
-		st.Fields[k] = v
-		switch k {
-		case "power_state":
-			st.PowerState = v
-		case "mem":
-			st.Mem, _ = strconv.ParseInt(v, 10, 64)
-		case "mem_static_max":
-			st.MemStaticMax, _ = strconv.ParseInt(v, 10, 64)
-		case "cputime":
-			st.CPUTime, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return st, nil
+	return parseCurrentState(body)
 }
 
 // PoolSpec chooses storage pools for a new qube (CreateInPool): either Pool
