@@ -54,6 +54,8 @@ func (m *Manager) domainConfig(q *qubes.Qube) vmm.DomainConfig {
 		VCPUs:     integer(q, "vcpus"),
 		VirtMode:  str(q, "virt_mode"),
 		LogDir:    q.DirPath(),
+		// kvm: the QubesDB channel (guestdb.go); "" for the other flavours
+		QubesDBSocket: m.guestDBSocketFor(q.DirPath()),
 		// MaxMemMiB stays 0 (no balancing) until the memory-balancing issue
 		Cmdline: defaultKernelOptsCommon + str(q, "kernelopts"),
 	}

@@ -84,9 +84,9 @@ type run struct {
 	// are matched against it and against the domain's state, so that a
 	// suspended or resumed event delivered twice, or late, fires nothing
 	// (the reference's skip_unpause_event, made robust).
-	paused atomic.Bool
-	claimed     atomic.Bool
-	done        chan struct{} // closed once domain-shutdown has been fired
+	paused  atomic.Bool
+	claimed atomic.Bool
+	done    chan struct{} // closed once domain-shutdown has been fired
 	// guestDBStop ends the push of QubesDB to the guest (guestdb.go); nil
 	// when the domain's flavour has no QubesDB channel.
 	guestDBStop atomic.Pointer[func()]
@@ -207,6 +207,7 @@ func (m *Manager) Adopt() ([]string, error) {
 		}
 		var q *qubes.Qube
 		var vols []storage.Volume
+		var entries []qdbEntry
 		_ = m.app.Read(func() error {
 			c, err := m.app.Qube(d.Name)
 			if err != nil || !c.HasVM() || (d.UUID != "" && c.UUID() != d.UUID) {
@@ -216,13 +217,26 @@ func (m *Manager) Adopt() ([]string, error) {
 			if m.opts.Storage != nil {
 				vols, _ = m.opts.Storage.Volumes(c)
 			}
+			entries = qdbEntries(c)
 			return nil
 		})
 		if q == nil || m.getRun(q.Name()) != nil {
 			continue
 		}
-		m.setRun(q.Name(), &run{vols: vols, done: make(chan struct{})})
-		m.opts.QDB.Open(q.Name())
+		r := &run{vols: vols, done: make(chan struct{})}
+		r.paused.Store(d.State == vmm.Paused)
+		m.setRun(q.Name(), r)
+		// QubesDB lived in the previous daemon: fill it again, and carry it
+		// to the guest again where the flavour does
+		db := m.opts.QDB.Open(q.Name())
+		for _, e := range entries {
+			if err := db.Write(e.path, []byte(e.value)); err != nil {
+				m.log.Warn("refilling QubesDB of an adopted qube", "qube", q.Name(), "path", e.path, "error", err)
+			}
+		}
+		if err := m.connectGuestDB(context.Background(), q, r, db); err != nil {
+			m.log.Warn("reconnecting QubesDB to an adopted qube's guest; it keeps what it had", "qube", q.Name(), "error", err)
+		}
 		adopted = append(adopted, q.Name())
 		m.log.Info("adopted a running qube", "qube", q.Name(), "state", d.State)
 	}
@@ -378,15 +392,13 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 			return bringUpFail("filling QubesDB", err)
 		}
 	}
-	stop, err := m.attachGuestDB(ctx, q, db)
-	if err != nil {
-		return bringUpFail("connecting QubesDB to the guest", err)
-	}
-	if stop != nil {
-		r.guestDBStop.Store(&stop)
-	}
 	if err := m.fire(q, "domain-qdb-create", false); err != nil {
 		return bringUpFail("domain-qdb-create", err)
+	}
+	// after domain-qdb-create, so that what its handlers write is in the
+	// guest's first snapshot
+	if err := m.connectGuestDB(ctx, q, r, db); err != nil {
+		return bringUpFail("connecting QubesDB to the guest", err)
 	}
 	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
 		return bringUpFail("domain-pre-unpaused", err)
@@ -402,6 +414,19 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		return bringUpFail("domain-start", err)
 	}
 	m.replugClients(q, true)
+	return nil
+}
+
+// connectGuestDB starts the push of db to r's guest, where the flavour
+// has one; the run's end stops it.
+func (m *Manager) connectGuestDB(ctx context.Context, q *qubes.Qube, r *run, db *qdb.DB) error {
+	stop, err := m.attachGuestDB(ctx, q, db)
+	if err != nil {
+		return err
+	}
+	if stop != nil {
+		r.guestDBStop.Store(&stop)
+	}
 	return nil
 }
 
@@ -476,6 +501,12 @@ func (m *Manager) HandleEvent(ev vmm.Event) {
 	}
 	switch ev.Kind {
 	case vmm.EventStopped:
+		if st, err := m.opts.Conn.State(q.Name()); err == nil && st != vmm.Halted && st != vmm.Crashed && st != vmm.Dying {
+			// a stale event (say, of the previous run, delivered after the
+			// next start): the domain runs, as the reference checks too
+			m.log.Debug("ignoring a stopped event for a domain that runs", "qube", q.Name(), "state", st)
+			return
+		}
 		m.bg.Add(1)
 		go func() {
 			defer m.bg.Done()

@@ -242,14 +242,24 @@ func notFound(name string) error {
 }
 
 // KernelsDir returns the directory that holds the installed kernels: that of
-// the first linux-kernel pool, else <DataDir>/vm-kernels.
+// the linux-kernel pool default_pool_kernel names, else of the first
+// linux-kernel pool, else <DataDir>/vm-kernels.
 func (a *App) KernelsDir() string {
+	want, first := a.str("default_pool_kernel"), ""
 	for _, p := range a.pools {
-		if attr(p.Attrs, "driver") == "linux-kernel" {
-			if d := attr(p.Attrs, "dir_path"); d != "" {
-				return d
-			}
+		d := attr(p.Attrs, "dir_path")
+		if attr(p.Attrs, "driver") != "linux-kernel" || d == "" {
+			continue
 		}
+		if attr(p.Attrs, "name") == want {
+			return d
+		}
+		if first == "" {
+			first = d
+		}
+	}
+	if first != "" {
+		return first
 	}
 	return filepath.Join(a.opts.DataDir, "vm-kernels")
 }

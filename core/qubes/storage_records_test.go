@@ -132,3 +132,29 @@ func TestSetVolumeAttr(t *testing.T) {
 		t.Errorf("an earlier snapshot changed: %v", attrs(before))
 	}
 }
+
+// KernelsDir follows default_pool_kernel to the pool whose kernels a qube
+// may use, not the first linux-kernel pool.
+func TestKernelsDirFollowsDefaultPoolKernel(t *testing.T) {
+	app, _ := qubestest.FixtureModel(t, "qubes-n10.xml")
+	first := app.KernelsDir()
+	rec := store.Pool{Attrs: []store.Attr{{Name: "name", Value: "kernels2"}, {Name: "driver", Value: "linux-kernel"}, {Name: "dir_path", Value: "/srv/kernels2"}}}
+	if err := write(t, app, func() error { return app.AddPoolRecord(rec) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := app.KernelsDir(); got != first {
+		t.Errorf("a second kernels pool changed KernelsDir to %s (default_pool_kernel still names the first, %s)", got, first)
+	}
+	if err := write(t, app, func() error {
+		d, err := app.Descriptor("default_pool_kernel")
+		if err != nil {
+			return err
+		}
+		return app.SetText(d, "kernels2")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := app.KernelsDir(); got != "/srv/kernels2" {
+		t.Errorf("KernelsDir = %s, want the dir of default_pool_kernel's pool, /srv/kernels2", got)
+	}
+}

@@ -85,6 +85,12 @@ type DomainConfig struct {
 	// kvm only
 	DomainType string // "qemu" (software emulation, the default) or "kvm"
 	Emulator   string // qemu binary; "" = libvirt's default
+	// QubesDBSocket is the host path of the unix socket qemu listens on
+	// for the virtio-serial port "org.qubes-os.qubesdb" that carries the
+	// qube's QubesDB to the guest ("" = no such port). The lifecycle
+	// connects to it (core/lifecycle/guestdb.go documents the protocol);
+	// a unix socket path has at most 107 bytes.
+	QubesDBSocket string
 }
 
 // Disk is one block device of the domain.

@@ -57,6 +57,7 @@ func kvmVM() DomainConfig {
 	}
 	c.Cmdline = "root=/dev/vda ro quiet init=/init a=b&c<d" // escaping
 	c.Emulator = "/usr/bin/qemu-system-x86_64"
+	c.QubesDBSocket = "/var/lib/qubes/appvms/work/qubesdb.sock"
 	return c
 }
 
@@ -69,7 +70,7 @@ func testVM() DomainConfig {
 func TestRenderGolden(t *testing.T) {
 	kvmNative := kvmVM()
 	kvmNative.DomainType = "kvm"
-	kvmNative.Kernel, kvmNative.Cmdline, kvmNative.Emulator = "", "", ""
+	kvmNative.Kernel, kvmNative.Cmdline, kvmNative.Emulator, kvmNative.QubesDBSocket = "", "", "", ""
 	pv := appVM()
 	pv.VirtMode, pv.MemoryHotplug = "pv", true
 	pv.Interfaces = nil

@@ -80,5 +80,7 @@
 // of that kernel, and the caller's /init (DefaultInit prints
 // "QUBESD-GUEST-UP name=<qubes.name>" on the serial console; see
 // DefaultInit for the disk and shutdown behaviour). Domain renders a
-// minimal libvirt domain XML for such a guest.
+// minimal libvirt domain XML for such a guest. QubesdInit is the /init for
+// a qube that qubesd starts: it reads the qube's QubesDB from the
+// virtio-serial port QubesDBPort and reports the name it got there.
 package qemu
