@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -112,6 +113,10 @@ type Store struct {
 	mu          sync.Mutex // serializes Load, Save and Close
 	lock        *os.File   // the locked <path>.lock, nil once closed
 	chownWarned bool
+	// onDisk is the store file's content as last loaded or saved. A Save of
+	// the same content writes nothing: no fsync, and no generation pushed
+	// out by a copy of itself.
+	onDisk []byte
 }
 
 // Open opens the store at path: it takes an exclusive lock on <path>.lock
@@ -265,6 +270,7 @@ func (s *Store) Load() (*Document, *LoadReport, error) {
 	}
 	data, doc, err := s.readFile(s.path)
 	if err == nil {
+		s.onDisk = data
 		return doc, &LoadReport{Path: s.path}, nil
 	}
 	if errors.Is(err, fs.ErrNotExist) {
@@ -391,6 +397,9 @@ func (s *Store) Save(doc *Document) error {
 	if s.lock == nil {
 		return ErrClosed
 	}
+	if s.onDisk != nil && bytes.Equal(data, s.onDisk) {
+		return nil // already durable: an event that changed nothing
+	}
 	return s.writeLocked(data, true)
 }
 
@@ -442,6 +451,7 @@ func (s *Store) writeLocked(data []byte, rotate bool) (err error) {
 	if err := syncDir(s.dir); err != nil {
 		return fmt.Errorf("save %s: %w", s.path, err)
 	}
+	s.onDisk = data
 	return nil
 }
 

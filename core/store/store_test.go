@@ -253,6 +253,53 @@ func TestGenerations(t *testing.T) {
 	}
 }
 
+// A save of the content already on disk writes nothing: no new file, and
+// no generation pushed out by a copy of the current one. That holds after
+// a Load too.
+func TestSaveUnchangedWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "qubes.xml")
+	s := openStore(t, path, Options{})
+	for _, n := range []int{1, 2, 2, 2} {
+		if err := s.Save(docWithCounter(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := counterInFile(t, s.Generation(1)); got != 1 {
+		t.Errorf("generation 1 has %d, want 1 (the same content saved again must not rotate)", got)
+	}
+	if _, err := os.Stat(s.Generation(2)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("generation 2 exists (%v): unchanged saves rotated", err)
+	}
+	s.Close()
+
+	s = openStore(t, path, Options{})
+	doc, _, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(doc); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("saving the loaded content unchanged replaced the file")
+	}
+	if err := s.Save(docWithCounter(3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterInFile(t, s.Generation(1)); got != 2 {
+		t.Errorf("after a real change, generation 1 has %d, want 2", got)
+	}
+}
+
 func TestFallback(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "qubes.xml")
