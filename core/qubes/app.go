@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -77,7 +78,10 @@ type App struct {
 	byName map[string]*Qube
 	byQID  map[int]*Qube
 	byUUID map[string]*Qube
-	sorted []*Qube // dom0 first, then by name; nil when stale
+	// sorted caches Qubes(): dom0 first, then by name; nil when stale.
+	// Readers fill it under the shared lock, so it is an atomic pointer
+	// (two readers may both compute it; they store the same list).
+	sorted atomic.Pointer[[]*Qube]
 
 	quarantined []*Quarantined
 	dropped     []store.Property // invalid global values, kept in the file until replaced
@@ -186,15 +190,16 @@ func (a *App) AdminVM() *Qube { return a.byQID[0] }
 // Qubes returns every qube: the AdminVM first, then by name — the order of
 // the Admin API's lists and of qubes.xml. The slice must not be changed.
 func (a *App) Qubes() []*Qube {
-	if a.sorted == nil {
-		s := make([]*Qube, 0, len(a.byName))
-		for _, q := range a.byName {
-			s = append(s, q)
-		}
-		slices.SortFunc(s, compareQubes)
-		a.sorted = s
+	if p := a.sorted.Load(); p != nil {
+		return *p
 	}
-	return a.sorted
+	s := make([]*Qube, 0, len(a.byName))
+	for _, q := range a.byName {
+		s = append(s, q)
+	}
+	slices.SortFunc(s, compareQubes)
+	a.sorted.Store(&s)
+	return s
 }
 
 func compareQubes(x, y *Qube) int {
@@ -305,3 +310,21 @@ func (a *App) AddPoolRecord(p store.Pool) error {
 }
 
 func (a *App) String() string { return fmt.Sprintf("Qubes(%d qubes)", len(a.byName)) }
+
+// The reference's default messages of the power-state errors (qubes/exc.py),
+// which clients show as they are.
+
+// NotRunningError is QubesVMNotRunningError for the qube called name.
+func NotRunningError(name string) error {
+	return qerr.New(qerr.VMNotRunning, "Domain not running (either powered off or paused): %s", property.PyRepr(name))
+}
+
+// NotPausedError is QubesVMNotPausedError for the qube called name.
+func NotPausedError(name string) error {
+	return qerr.New(qerr.VMNotPaused, "Domain is not paused: %s", property.PyRepr(name))
+}
+
+// NotSuspendedError is QubesVMNotSuspendedError for the qube called name.
+func NotSuspendedError(name string) error {
+	return qerr.New(qerr.VMNotSuspended, "Domain is not suspended: %s", property.PyRepr(name))
+}

@@ -3,6 +3,7 @@ package qubes
 import (
 	"crypto/rand"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,12 +18,61 @@ import (
 // address) out of circulation for a while.
 const dispidReuseDelay = 7 * 24 * time.Hour
 
+// IsDispTemplate reports whether q is a disposable template: a qube with
+// template_for_dispvms set. A nil q is not.
+func (q *Qube) IsDispTemplate() bool {
+	return q != nil && q.Has("template_for_dispvms") && q.boolean("template_for_dispvms")
+}
+
 func setDispVMTemplate(_ property.Holder, _ *P, v any) (any, error) {
 	t, _ := v.(*Qube)
-	if t == nil || !t.Has("template_for_dispvms") || !t.boolean("template_for_dispvms") {
+	if !t.IsDispTemplate() {
 		return nil, qerr.New(qerr.PropertyValueError, "template for disposable must have template_for_dispvms=True")
 	}
 	return v, nil
+}
+
+// DisposableOptions are the settings of a new disposable made from the
+// disposable template t, as admin.vm.CreateDisposable makes them (the
+// reference's DispVM.from_appvm): named disp<dispid> by Create, labelled
+// as t, removed when it stops. A t that is not a disposable template — or
+// nil, when the caller has no default_dispvm — is refused with the
+// reference's error.
+func DisposableOptions(t *Qube) (CreateOptions, error) {
+	if !t.IsDispTemplate() {
+		return CreateOptions{}, qerr.New(qerr.Exception, "Refusing to create disposable out of app qube which has template_for_dispvms=False")
+	}
+	return CreateOptions{Template: t, Label: t.label(), AutoCleanup: true}, nil
+}
+
+// AutoCleanup reports whether q is a disposable that is removed when it
+// stops (auto_cleanup).
+func (q *Qube) AutoCleanup() bool { return q.class.kind == kindDisp && q.boolean("auto_cleanup") }
+
+// CheckUnreferenced returns the error Remove gives while anything still
+// refers to q (naming every reference), without firing domain-pre-delete.
+// A disposable's clean-up asks it before removing the volumes, so that a
+// removal that would be refused leaves the qube whole.
+func (q *Qube) CheckUnreferenced() error { return q.app.refuseIfReferenced(q) }
+
+// ForgetPreload takes a disposable out of its template's preloaded
+// disposables (feature preload-dispvm), as the reference does when a
+// preloaded disposable is removed. It does nothing for other qubes.
+func (q *Qube) ForgetPreload() error {
+	t := q.Template()
+	if q.class.kind != kindDisp || t == nil {
+		return nil
+	}
+	v, ok := t.Features.Get("preload-dispvm")
+	if !ok {
+		return nil
+	}
+	names := strings.Fields(v)
+	kept := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == q.name })
+	if len(kept) == len(names) {
+		return nil
+	}
+	return t.Features.Set("preload-dispvm", strings.Join(kept, " "))
 }
 
 // isPreload reports whether a disposable is one of its template's preloaded

@@ -319,7 +319,8 @@ func (a *App) registerGUITags() {
 // initGUITags gives a new qube the tags of its GUI and audio qubes.
 func (q *Qube) initGUITags() {
 	for _, p := range []string{"guivm", "audiovm"} {
-		if n := q.vm(p); n != nil {
+		// a set, as the reference's: a disposable has its template's already
+		if n := q.vm(p); n != nil && !q.Tags.Has(p+"-"+n.name) {
 			q.Tags.list = append(q.Tags.list, p+"-"+n.name)
 		}
 	}

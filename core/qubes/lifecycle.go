@@ -201,7 +201,7 @@ func (a *App) insert(q *Qube) error {
 	if q.uuid != "" {
 		a.byUUID[q.uuid] = q
 	}
-	a.sorted = nil
+	a.sorted.Store(nil)
 	return nil
 }
 
@@ -211,7 +211,7 @@ func (a *App) drop(q *Qube) {
 	if a.byUUID[q.uuid] == q {
 		delete(a.byUUID, q.uuid)
 	}
-	a.sorted = nil
+	a.sorted.Store(nil)
 }
 
 // refuseIfReferenced refuses to remove q while anything refers to it,

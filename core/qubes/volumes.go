@@ -33,7 +33,13 @@ func (q *Qube) volumeSpecs() []volumeSpec {
 	case kindApp:
 		root = volumeSpec{name: "root", rw: true, snapOnStart: true, size: t.volumeSize("root", DefaultRootSize), source: t.volumeVID("root")}
 	case kindDisp:
-		root = volumeSpec{name: "root", rw: true, snapOnStart: true, size: t.volumeSize("root", DefaultRootSize), source: t.volumeSource("root")}
+		// the root the disposable template runs from: its template's (an
+		// AppVM's root is a snapshot of it), or its own (a StandaloneVM's)
+		src := t.volumeSource("root")
+		if src == "" {
+			src = t.volumeVID("root")
+		}
+		root = volumeSpec{name: "root", rw: true, snapOnStart: true, size: t.volumeSize("root", DefaultRootSize), source: src}
 		private = volumeSpec{name: "private", rw: true, snapOnStart: true, size: t.volumeSize("private", DefaultPrivateSize), source: t.volumeVID("private")}
 	}
 	return []volumeSpec{
