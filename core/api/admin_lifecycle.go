@@ -27,6 +27,9 @@ type Lifecycle interface {
 	NewSampler(q *qubes.Qube) *vmm.Sampler
 	// Console is the pseudo-terminal of q's console.
 	Console(q *qubes.Qube) (string, error)
+	// Forget removes what a removed qube leaves outside the model: its
+	// libvirt definition, and its directory once its volumes are gone.
+	Forget(name, dir string, volumesRemoved bool)
 	// CurrentState is admin.vm.CurrentState's reply:
 	// "mem=<n> mem_static_max=<n> cputime=<n> power_state=<state>".
 	CurrentState(q *qubes.Qube) string
@@ -93,7 +96,7 @@ func addLifecycleMethods(t methodTable) {
 		&Method{Name: "admin.vm.Console", Write: true, Run: func(ctx context.Context, c *Call) ([]byte, uint64, error) {
 			lc := c.Server.opts.Lifecycle
 			if lc == nil {
-				return nil, 0, qerr.New(qerr.VMNotRunning, "VM not running: %s", c.Dest.Name())
+				return nil, 0, qubes.NotRunningError(c.Dest.Name())
 			}
 			tty, err := lc.Console(c.Dest)
 			return []byte(tty), 0, err

@@ -205,49 +205,62 @@ func prepareCreate(c *Call, cl *qubes.Class, allowPool bool) error {
 }
 
 // createQube creates the qube, tagged created-by-<source>, and then its
-// volumes. The record goes in under the write lock — with the checks
-// (name free, template, pools) in the same critical section, so of two
-// creates of one name exactly one gets it — and the volumes are created
-// with no lock held. If a volume cannot be created, the volumes made so
-// far are removed (storage.Manager.CreateAll) and so is the record; the
-// error names the volume and its pool.
+// volumes (createWithVolumes). The checks (name free, template, pools) are
+// made in the same critical section as the record goes in, so of two
+// creates of one name exactly one gets it.
 func createQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
 	r := c.State.(*createRequest)
-	m := c.Server.opts.Storage
-	var q *qubes.Qube
-	var vols []storage.Volume
-	version, err := c.App.Write(func() error {
+	_, version, err := createWithVolumes(ctx, c, func() (*qubes.Qube, error) {
 		opt := r.opt
 		if _, err := c.App.Qube(opt.Name); err == nil {
-			return qerr.New(qerr.VMAlreadyExists, "Qube already exists: %s", opt.Name)
+			return nil, qerr.New(qerr.VMAlreadyExists, "Qube already exists: %s", opt.Name)
 		}
 		if c.Arg != "" {
 			t, err := c.App.Qube(c.Arg)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			opt.Template = t
 		}
-		nq, err := c.App.Create(r.class, opt)
+		q, err := c.App.Create(r.class, opt)
+		if err != nil {
+			return nil, err
+		}
+		return q, q.Tags.Add("created-by-" + c.Src.Name())
+	})
+	return nil, version, err
+}
+
+// createWithVolumes records a new qube — create runs under the write lock
+// and returns it, or an error (a record it made before failing stays) —
+// and then creates its volumes with no lock held. If a volume cannot be
+// created, the volumes made so far are removed (storage.Manager.CreateAll)
+// and so is the record; the error names the volume and its pool. Once the
+// volumes exist it fires domain-create-on-disk. It returns the qube (nil
+// when it was not created) and the model version to make durable.
+func createWithVolumes(ctx context.Context, c *Call, create func() (*qubes.Qube, error)) (*qubes.Qube, uint64, error) {
+	m := c.Server.opts.Storage
+	var q *qubes.Qube
+	var vols []storage.Volume
+	version, err := c.App.Write(func() error {
+		nq, err := create()
 		if err != nil {
 			return err
 		}
 		q = nq
-		if err := q.Tags.Add("created-by-" + c.Src.Name()); err != nil {
-			return err
-		}
 		if m != nil && q.HasVM() {
 			if vols, err = m.Volumes(q); err != nil {
 				if rerr := c.App.Remove(q); rerr != nil {
 					c.Server.log.Error("removing a qube whose volumes are unusable", "qube", q.Name(), "error", rerr)
 				}
+				q = nil
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil || len(vols) == 0 {
-		return nil, version, err
+		return q, version, err
 	}
 	if err := m.CreateAll(ctx, vols); err != nil {
 		v2, rerr := c.App.Write(func() error { return c.App.Remove(q) })
@@ -257,7 +270,7 @@ func createQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
 		return nil, v2, err
 	}
 	version, err = c.App.Write(func() error { return q.FireEvent("domain-create-on-disk", false) })
-	return nil, version, err
+	return q, version, err
 }
 
 // removeQube removes the qube's record, then its volumes with no lock
@@ -284,10 +297,15 @@ func removeQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
 	if err != nil {
 		return nil, version, err
 	}
+	removed := true
 	if len(vols) > 0 {
 		if err := m.RemoveAll(ctx, vols); err != nil {
+			removed = false
 			c.Server.log.Error("Error while removing VM files; they are left on disk", "qube", c.Dest.Name(), "error", err)
 		}
+	}
+	if lc := c.Server.opts.Lifecycle; lc != nil {
+		lc.Forget(c.Dest.Name(), c.Dest.DirPath(), removed)
 	}
 	return nil, version, nil
 }

@@ -126,6 +126,7 @@ func newMethodTable() methodTable {
 	t := methodTable{}
 	addVMMethods(t)
 	addLifecycleMethods(t)
+	addDisposableMethods(t)
 	addPropertyMethods(t)
 	addBulkPropertyMethods(t)
 	addFeatureMethods(t)

@@ -27,7 +27,7 @@ func streamStats(ctx context.Context, c *Call, send func([]byte) error) error {
 	if !c.Dest.IsAdminVM() {
 		only = c.Dest
 		if s := lc.PowerState(only); s == "Halted" || s == "NA" {
-			return qerr.New(qerr.VMNotRunning, "VM not running: %s", only.Name())
+			return qubes.NotRunningError(only.Name())
 		}
 	}
 	sampler := lc.NewSampler(only)

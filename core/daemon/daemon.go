@@ -285,7 +285,29 @@ func (d *Daemon) startLifecycle() error {
 	d.lc.Store(d.lifecycle)
 	adopted, err := d.lifecycle.Adopt()
 	if err != nil {
-		d.log.Warn("cannot list libvirt's domains; running qubes are not adopted", "error", err)
+		d.log.Warn("cannot list libvirt's domains; running qubes are not adopted, and disposables left behind by a crash are not removed until the next start", "error", err)
+	} else if orphans := d.lifecycle.Orphans(); len(orphans) > 0 {
+		// disposables a crash left behind (found before the API serves) go
+		// once their pools' drivers are up
+		d.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+			defer cancel()
+			d.plugins.WaitReady(ctx)
+			if n := d.lifecycle.ReapDisposables(ctx, orphans); len(n) > 0 {
+				d.log.Info("removed disposables left behind by a crash", "qubes", n)
+			}
+		})
+	}
+	if err == nil {
+		// the storage of the qubes that do not run is stopped (the
+		// reference's app.stop_storage()) once the pools' drivers are up;
+		// per-qube start locks keep it from racing the first starts
+		d.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+			defer cancel()
+			d.plugins.WaitReady(ctx)
+			d.lifecycle.StopHaltedStorage(ctx)
+		})
 	}
 	d.log.Info("connected to libvirt", "uri", d.cfg.Daemon.LibvirtURI, "template", d.renderer.Source(), "adopted", len(adopted))
 	return nil

@@ -286,6 +286,22 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		memNeed uint64
 	)
 	_, err = m.app.Write(func() error {
+		if cur, err := m.app.Qube(name); err != nil || cur != q {
+			// removed while this start waited for the lock
+			return qerr.New(qerr.VMNotFound, "No such domain: %s", property.PyRepr(name))
+		}
+		if q.IsDisposable() {
+			// the reference re-checks; the model refuses to turn
+			// template_for_dispvms off under a disposable, but a
+			// hand-edited qubes.xml may have done it
+			if t := q.Template(); t == nil || !boolean(t, "template_for_dispvms") {
+				tn := ""
+				if t != nil {
+					tn = t.Name()
+				}
+				return qerr.New(qerr.Exception, "template for DispVM (%s) needs to have template_for_dispvms=True", tn)
+			}
+		}
 		if v, ok := q.Features.Get("prohibit-start"); ok && q.Features.Truthy("prohibit-start") {
 			return qerr.New(qerr.Exception, "Qube start is prohibited. Rationale: %s", v)
 		}
@@ -442,6 +458,10 @@ func (m *Manager) startFailed(q *qubes.Qube, err error) {
 	if ferr := m.fire(q, "domain-start-failed", false, kv("reason", err.Error())); ferr != nil {
 		m.log.Warn("a domain-start-failed handler failed", "qube", q.Name(), "error", ferr)
 	}
+	// a disposable that never ran is removed as one that stopped (the
+	// removal waits for this start's lock; one whose run began is removed
+	// by the run's end)
+	m.cleanupDisposable(q)
 }
 
 func (m *Manager) stopVolumes(q *qubes.Qube, vols []storage.Volume) {
@@ -614,7 +634,7 @@ func (m *Manager) shutdown(ctx context.Context, q *qubes.Qube, r *run, state str
 	}
 	if state == string(vmm.Paused) {
 		if !force {
-			return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(name))
+			return qubes.NotRunningError(name)
 		}
 		if err := m.opts.Conn.Destroy(name); err != nil && !errors.Is(err, vmm.ErrInvalidState) {
 			return err
@@ -654,14 +674,14 @@ func (m *Manager) Pause(ctx context.Context, q *qubes.Qube) error {
 		return notVM(q, "pause")
 	}
 	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
-		return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+		return qubes.NotRunningError(q.Name())
 	}
 	if err := m.fire(q, "domain-pre-paused", true); err != nil {
 		return err
 	}
 	if err := m.opts.Conn.Pause(q.Name()); err != nil {
 		if errors.Is(err, vmm.ErrInvalidState) {
-			return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+			return qubes.NotRunningError(q.Name())
 		}
 		return err
 	}
@@ -687,7 +707,7 @@ func (m *Manager) Unpause(ctx context.Context, q *qubes.Qube) error {
 	}
 	r := m.getRun(q.Name())
 	if r == nil || m.PowerState(q) != string(vmm.Paused) {
-		return qerr.New(qerr.VMNotPaused, "VM not paused: %s", property.PyRepr(q.Name()))
+		return qubes.NotPausedError(q.Name())
 	}
 	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
 		return err
@@ -697,7 +717,7 @@ func (m *Manager) Unpause(ctx context.Context, q *qubes.Qube) error {
 	if err := m.opts.Conn.Resume(q.Name()); err != nil {
 		r.paused.Store(wasPaused)
 		if errors.Is(err, vmm.ErrInvalidState) {
-			return qerr.New(qerr.VMNotPaused, "VM not paused: %s", property.PyRepr(q.Name()))
+			return qubes.NotPausedError(q.Name())
 		}
 		return err
 	}
@@ -714,7 +734,7 @@ func (m *Manager) Suspend(ctx context.Context, q *qubes.Qube) error {
 		return notVM(q, "suspend")
 	}
 	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
-		return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+		return qubes.NotRunningError(q.Name())
 	}
 	state := m.PowerState(q)
 	if state == string(vmm.Suspended) {
@@ -733,7 +753,7 @@ func (m *Manager) Suspend(ctx context.Context, q *qubes.Qube) error {
 		}
 	}
 	if errors.Is(err, vmm.ErrInvalidState) {
-		return qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+		return qubes.NotRunningError(q.Name())
 	}
 	return err
 }
@@ -749,7 +769,7 @@ func (m *Manager) Resume(ctx context.Context, q *qubes.Qube) error {
 	}
 	if err := m.opts.Conn.PMWakeup(q.Name()); err != nil {
 		if errors.Is(err, vmm.ErrInvalidState) {
-			return qerr.New(qerr.VMNotSuspended, "VM not suspended: %s", property.PyRepr(q.Name()))
+			return qubes.NotSuspendedError(q.Name())
 		}
 		return err
 	}
@@ -773,7 +793,7 @@ func (m *Manager) Console(q *qubes.Qube) (string, error) {
 		return "", notVM(q, "open the console of")
 	}
 	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
-		return "", qerr.New(qerr.VMNotRunning, "VM not running: %s", property.PyRepr(q.Name()))
+		return "", qubes.NotRunningError(q.Name())
 	}
 	tty, err := m.opts.Conn.ConsoleTTY(q.Name())
 	if err != nil {
@@ -783,4 +803,41 @@ func (m *Manager) Console(q *qubes.Qube) (string, error) {
 		return "", qerr.New(qerr.Exception, "%s has no console terminal: its console is written to %s/console.log", q.Name(), q.DirPath())
 	}
 	return tty, nil
+}
+
+// StopHaltedStorage stops the volumes of every qube without a run: the
+// reference's app.stop_storage() at qubesd start (spec admin-api §1), so
+// that what a run left started when it ended unseen (the daemon was down)
+// is committed or discarded. Each qube is handled under its start lock: a
+// start cannot race it, and a qube started meanwhile keeps its volumes.
+func (m *Manager) StopHaltedStorage(ctx context.Context) {
+	if m.opts.Storage == nil {
+		return
+	}
+	var qs []*qubes.Qube
+	_ = m.app.Read(func() error {
+		for _, q := range m.app.Qubes() {
+			// a qube adopted as running is not one of them, even once
+			// its run ends: that end stopped its storage
+			if q.HasVM() && m.getRun(q.Name()) == nil {
+				qs = append(qs, q)
+			}
+		}
+		return nil
+	})
+	for _, q := range qs {
+		unlock, err := m.lock(ctx, q.Name())
+		if err != nil {
+			return
+		}
+		if m.getRun(q.Name()) == nil {
+			var vols []storage.Volume
+			_ = m.app.Read(func() error {
+				vols, _ = m.opts.Storage.Volumes(q)
+				return nil
+			})
+			m.stopVolumes(q, vols)
+		}
+		unlock()
+	}
 }

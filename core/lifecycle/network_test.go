@@ -179,10 +179,10 @@ func TestSuspendResume(t *testing.T) {
 	e := startEnv(t)
 	q := e.newQube(t, "susp")
 	r := e.record(t, q)
-	if err := e.callErr("admin.vm.Suspend", q.Name(), ""); err != "QubesVMNotRunningError: VM not running: 'susp'" {
+	if err := e.callErr("admin.vm.Suspend", q.Name(), ""); err != "QubesVMNotRunningError: Domain not running (either powered off or paused): 'susp'" {
 		t.Errorf("suspend of a halted qube: %s", err)
 	}
-	if err := e.callErr("admin.vm.Resume", q.Name(), ""); err != "QubesVMNotPausedError: VM not paused: 'susp'" {
+	if err := e.callErr("admin.vm.Resume", q.Name(), ""); err != "QubesVMNotPausedError: Domain is not paused: 'susp'" {
 		t.Errorf("resume of a halted qube: %s", err)
 	}
 	e.call(t, "admin.vm.Start", q.Name(), "", "")

@@ -49,7 +49,7 @@ func TestStatsStream(t *testing.T) {
 	halted := e.newQube(t, "stats2")
 
 	r, done := openStats(t, e.sock, halted.Name())
-	if got := readFrame(t, r); strings.Join(got, "|") != "2|QubesVMNotRunningError||VM not running: stats2" {
+	if got := readFrame(t, r); strings.Join(got, "|") != "2|QubesVMNotRunningError||Domain not running (either powered off or paused): 'stats2'" {
 		t.Errorf("stats of a halted qube: %q", got)
 	}
 	done()
@@ -88,7 +88,7 @@ func TestStatsStream(t *testing.T) {
 func TestConsole(t *testing.T) {
 	e := startEnv(t)
 	q := e.newQube(t, "cons")
-	if err := e.callErr("admin.vm.Console", q.Name(), ""); err != "QubesVMNotRunningError: VM not running: 'cons'" {
+	if err := e.callErr("admin.vm.Console", q.Name(), ""); err != "QubesVMNotRunningError: Domain not running (either powered off or paused): 'cons'" {
 		t.Errorf("console of a halted qube: %s", err)
 	}
 	e.call(t, "admin.vm.Start", q.Name(), "", "")
