@@ -34,17 +34,6 @@ var pending = []struct{ prefix, waits string }{
 	{"admin.deviceclass.", "devices (ext-block, after the plugin host)"},
 	{"admin.vm.firewall.", "firewall (ext-firewall, after the plugin host)"},
 	{"admin.backup.", "backup"},
-	{"admin.vm.Start", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Shutdown", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Kill", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Pause", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Unpause", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Suspend", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Resume", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Console", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.CurrentState", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.Stats", "lifecycle (issue: lifecycle through libvirt)"},
-	{"admin.vm.CreateDisposable", "lifecycle (issue: lifecycle through libvirt)"},
 }
 
 func pendingFor(method string) string {
@@ -201,7 +190,8 @@ func replayServer(t testing.TB) (*Server, string) {
 	t.Cleanup(func() { _ = c.Close(); _ = st.Close() })
 	refLayout(t, dir)
 	m := storage.New(app, refDrivers{}, storage.Options{Commit: c.Commit})
-	return New(Options{App: app, Committer: c, Storage: m}), dir
+	lc := replayLifecycle(t, app, m, c.Commit)
+	return New(Options{App: app, Committer: c, Storage: m, Lifecycle: lc}), dir
 }
 
 // deliberate reports whether ours differs from the reference's reply only
