@@ -27,6 +27,9 @@ type Lifecycle interface {
 	NewSampler(q *qubes.Qube) *vmm.Sampler
 	// Console is the pseudo-terminal of q's console.
 	Console(q *qubes.Qube) (string, error)
+	// Lock takes the start lock of the qube called name (admin.vm.Remove
+	// holds it, as the reference's startup_lock).
+	Lock(ctx context.Context, name string) (unlock func(), err error)
 	// Forget removes what a removed qube leaves outside the model: its
 	// libvirt definition, and its directory once its volumes are gone.
 	Forget(name, dir string, volumesRemoved bool)

@@ -273,11 +273,20 @@ func createWithVolumes(ctx context.Context, c *Call, create func() (*qubes.Qube,
 	return q, version, err
 }
 
-// removeQube removes the qube's record, then its volumes with no lock
-// held. A volume that cannot be removed is logged and left on disk: the
+// removeQube removes the qube's record, then its volumes with no model
+// lock held. A volume that cannot be removed is logged and left on disk: the
 // qube is gone either way, as in the reference.
 func removeQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
 	m := c.Server.opts.Storage
+	if lc := c.Server.opts.Lifecycle; lc != nil {
+		// as the reference: under the qube's start lock, so that a start
+		// cannot define a domain for a qube being removed
+		unlock, err := lc.Lock(ctx, c.Dest.Name())
+		if err != nil {
+			return nil, 0, err
+		}
+		defer unlock()
+	}
 	var vols []storage.Volume
 	version, err := c.App.Write(func() error {
 		if c.Dest.IsAdminVM() {

@@ -122,6 +122,12 @@ func (m *Manager) Close() {
 
 func kv(k string, v any) events.KV { return events.KV{Key: k, Value: v} }
 
+// Lock takes the start lock of the qube called name: Start, and the
+// removal of a qube (admin.vm.Remove, a disposable's clean-up), hold it.
+func (m *Manager) Lock(ctx context.Context, name string) (unlock func(), err error) {
+	return m.lock(ctx, name)
+}
+
 // lock takes q's start lock.
 func (m *Manager) lock(ctx context.Context, name string) (func(), error) {
 	m.mu.Lock()
