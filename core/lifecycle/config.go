@@ -215,9 +215,33 @@ func qdbEntries(q *qubes.Qube) []qdbEntry {
 			add("/qubes-gateway6", g6)
 		}
 	}
+	// the host's time zone, unless the qube (or its template) hides it
+	if v, err := q.Features.CheckWithTemplate("anon-timezone"); err != nil || v == "" {
+		if tz := hostTimezone(); tz != "" {
+			add("/qubes-timezone", tz)
+		}
+	}
 	add("/qubes-block-devices", "")
 	add("/qubes-usb-devices", "")
 	return e
+}
+
+// localtime is the host's time zone link (a variable for tests).
+var localtime = "/etc/localtime"
+
+// hostTimezone is the host's time zone name, from the target of the
+// /etc/localtime link (".../zoneinfo/Europe/Warsaw" → "Europe/Warsaw"), as
+// the reference reads it; "" when it is not such a link.
+func hostTimezone() string {
+	target, err := os.Readlink(localtime)
+	if err != nil {
+		return ""
+	}
+	_, name, ok := strings.Cut(target, "zoneinfo/")
+	if !ok {
+		return ""
+	}
+	return name
 }
 
 // State is admin.vm.CurrentState's answer.
