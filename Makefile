@@ -8,6 +8,9 @@ APT_PKGS  := libvirt-dev pkg-config libvirt-clients
 # the multi-call CLI answers to these names (symlinks to bin/qvm)
 QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check qvm-plugin qvm-pool qvm-volume qvm-clone qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run
 GOFLAGS_TEST ?= -race -count=1
+# a race-enabled program sleeps 1 s at exit (for late race reports); the
+# tests run thousands of race-built subprocesses (qvm-* in scripts, plugins)
+export GORACE ?= atexit_sleep_ms=10
 
 .PHONY: help deps build run test bench fuzz lint clean
 

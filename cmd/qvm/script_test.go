@@ -15,6 +15,12 @@ import (
 // TestMain lets the test binary run as qvm and as each qvm-* name, so that
 // testscript's exec runs the real program (chosen by argv[0], as installed).
 func TestMain(m *testing.M) {
+	// Every exec in a script runs this test binary again; built with -race,
+	// each would sleep 1 s at exit waiting for late race reports.
+	// testscript passes GORACE on to the commands.
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=10")
+	}
 	cmds := map[string]func(){"qvm": main}
 	for _, t := range tools {
 		cmds[t.name] = main
