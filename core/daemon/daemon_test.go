@@ -104,7 +104,7 @@ const startPanicBug = "BUG: a failing Start panics (nil pointer dereference) ins
 // failStart calls Start, which must fail, and returns its error. If Start
 // panics (see startPanicBug), the panic is recovered and reported as
 // panicked with a nil error.
-func failStart(t *testing.T, cfg *config.Config, log hclog.Logger) (err error, panicked any) {
+func failStart(t *testing.T, cfg *config.Config, log hclog.Logger) (panicked any, err error) {
 	t.Helper()
 	var d *Daemon
 	func() {
@@ -115,7 +115,7 @@ func failStart(t *testing.T, cfg *config.Config, log hclog.Logger) (err error, p
 		d.Shutdown(context.Background())
 		t.Fatal("Start succeeded")
 	}
-	return err, panicked
+	return panicked, err
 }
 
 // bugs collects the bugs a test met; it skips the test with all of them at
@@ -260,7 +260,7 @@ func TestSecondStart(t *testing.T) {
 	cfg := testConfig(t)
 	start(t, cfg, testLogger(nil))
 
-	err, panicked := failStart(t, cfg, testLogger(nil))
+	panicked, err := failStart(t, cfg, testLogger(nil))
 	if panicked != nil {
 		found.add("%s (second Start on a locked store: %v)", startPanicBug, panicked)
 	} else {
@@ -278,7 +278,7 @@ func TestSecondStart(t *testing.T) {
 
 	other := testConfig(t)
 	other.Daemon.RunDir = cfg.Daemon.RunDir
-	err, panicked = failStart(t, other, testLogger(nil))
+	panicked, err = failStart(t, other, testLogger(nil))
 	if panicked != nil {
 		found.add("%s (Start on a live socket: %v)", startPanicBug, panicked)
 	} else {
@@ -353,7 +353,7 @@ func TestNotASocketIsRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			var found bugs
-			err, panicked := failStart(t, cfg, testLogger(nil))
+			panicked, err := failStart(t, cfg, testLogger(nil))
 			if panicked != nil {
 				found.add("%s (%s at the socket path: %v)", startPanicBug, kind, panicked)
 			} else if want := p + " exists and is not a socket; move it away or change daemon.run_dir"; !strings.Contains(err.Error(), want) {
@@ -409,7 +409,7 @@ func TestFailedStartStopsWhatItStarted(t *testing.T) {
 	}
 	var found bugs
 	before := serveGoroutines()
-	err, panicked := failStart(t, cfg, testLogger(nil))
+	panicked, err := failStart(t, cfg, testLogger(nil))
 	if panicked != nil {
 		found.add("%s (file at the internal socket path: %v)", startPanicBug, panicked)
 	} else {
@@ -602,7 +602,7 @@ func TestCorruptStoreWithoutGenerations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var found bugs
-	err, panicked := failStart(t, cfg, testLogger(nil))
+	panicked, err := failStart(t, cfg, testLogger(nil))
 	if panicked != nil {
 		found.add("%s (corrupt store: %v)", startPanicBug, panicked)
 	} else if lerr := (*store.LoadError)(nil); !errors.As(err, &lerr) {
