@@ -478,6 +478,34 @@ func TestQemuQubesd(t *testing.T) {
 			s.errorf("qvm-ls shows %s %s after qvm-start %s, want Running", n, st, client)
 		}
 	}
+	// a netvm with a running client refuses a plain shutdown
+	if out, errOut, err := s.d.qvm(nil, "qvm-shutdown", net); err == nil || !strings.Contains(errOut, "There are other VMs connected to this VM: "+client) {
+		s.errorf("qvm-shutdown %s with %s running: %v\nstdout:\n%s\nstderr:\n%s", net, client, err, out, errOut)
+	}
+	// the client's uplink is hot-unplugged and plugged again in the
+	// running domain when its netvm changes
+	mac := strings.TrimSpace(s.ok("qvm-prefs", client, "mac"))
+	hasIface := func() bool {
+		out, err := s.env.Virsh("domiflist", client)
+		if err != nil {
+			s.fatalf("virsh domiflist %s: %v", client, err)
+		}
+		return strings.Contains(out, mac)
+	}
+	if !hasIface() {
+		s.errorf("the running %s has no interface with its MAC %s", client, mac)
+	}
+	s.ok("qvm-prefs", client, "netvm", "")
+	for deadline := time.Now().Add(30 * time.Second); hasIface() && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		// a detach completes when the guest lets the device go
+	}
+	if hasIface() {
+		s.errorf("%s's interface %s is still there 30 s after its netvm was set to none", client, mac)
+	}
+	s.ok("qvm-prefs", client, "netvm", net)
+	if !hasIface() {
+		s.errorf("%s's interface %s was not attached again when its netvm was set back to %s", client, mac, net)
+	}
 	s.ok("qvm-kill", client)
 	s.ok("qvm-kill", net)
 	for _, n := range []string{net, client} {
