@@ -67,6 +67,7 @@ type Manager struct {
 	runs     map[string]*run          // armed runs by qube name
 	reserved uint64                   // memory (bytes) of starts between their check and their domain's creation
 
+	fired   atomic.Uint64 // the newest model version an event left (commitFired)
 	bg      sync.WaitGroup
 	closed  atomic.Bool
 	unwatch func() // ends the runtime netvm change's subscriptions
@@ -157,16 +158,36 @@ func (m *Manager) setRun(name string, r *run) {
 	m.mu.Unlock()
 }
 
-// fire fires an event on q under the model's write lock and commits what
-// its handlers changed.
+// fire fires an event on q under the model's write lock. What its handlers
+// changed is made durable by the operation's commitFired, once per
+// operation rather than once per event (a start fires seven).
 func (m *Manager) fire(q *qubes.Qube, name string, pre bool, kwargs ...events.KV) error {
 	v, err := m.app.Write(func() error { return q.FireEvent(name, pre, kwargs...) })
-	if m.opts.Commit != nil {
-		if cerr := m.opts.Commit(context.Background(), v); cerr != nil {
-			m.log.Error("saving after an event", "qube", q.Name(), "event", name, "error", cerr)
+	m.noteVersion(v)
+	return err
+}
+
+// noteVersion records a model version an event left, for commitFired.
+func (m *Manager) noteVersion(v uint64) {
+	for {
+		cur := m.fired.Load()
+		if v <= cur || m.fired.CompareAndSwap(cur, v) {
+			return
 		}
 	}
-	return err
+}
+
+// commitFired makes durable what the events fired so far changed; every
+// public operation calls it before it returns, so that a reply to the
+// Admin API comes after the change is saved, as for any other write.
+func (m *Manager) commitFired() {
+	v := m.fired.Load()
+	if m.opts.Commit == nil || v == 0 {
+		return
+	}
+	if err := m.opts.Commit(context.Background(), v); err != nil {
+		m.log.Error("saving what the lifecycle's events changed", "version", v, "error", err)
+	}
 }
 
 func notVM(q *qubes.Qube, what string) error {
@@ -270,6 +291,7 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		return err
 	}
 	defer unlock()
+	defer m.commitFired()
 
 	if r := m.getRun(name); r != nil {
 		st, err := m.opts.Conn.State(name)
@@ -291,7 +313,7 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		netvm   *qubes.Qube
 		memNeed uint64
 	)
-	_, err = m.app.Write(func() error {
+	v, err := m.app.Write(func() error {
 		if cur, err := m.app.Qube(name); err != nil || cur != q {
 			// removed while this start waited for the lock
 			return qerr.New(qerr.VMNotFound, "No such domain: %s", property.PyRepr(name))
@@ -326,6 +348,7 @@ func (m *Manager) Start(ctx context.Context, q *qubes.Qube) error {
 		memNeed = memoryRequest(cfg)
 		return nil
 	})
+	m.noteVersion(v)
 	if err != nil {
 		m.startFailed(q, err)
 		return err
@@ -504,6 +527,7 @@ func (m *Manager) endRun(q *qubes.Qube, r *run) {
 	if err := m.fire(q, "domain-shutdown", false); err != nil {
 		m.log.Warn("a domain-shutdown handler failed", "qube", name, "error", err)
 	}
+	m.commitFired()
 	m.replugClients(q, false)
 	m.cleanupDisposable(q)
 }
@@ -543,6 +567,7 @@ func (m *Manager) HandleEvent(ev vmm.Event) {
 			return // the start's paused create, or a stale event
 		}
 		m.paused(q) // nothing if domain-paused has fired already
+		m.commitFired()
 	case vmm.EventResumed:
 		if r.starting.Load() || !m.stateIs(q, vmm.Running) || !r.paused.CompareAndSwap(true, false) {
 			return // the start's resume, Unpause's own, a stale event, or a repeat
@@ -550,6 +575,7 @@ func (m *Manager) HandleEvent(ev vmm.Event) {
 		if err := m.fire(q, "domain-unpaused", false); err != nil {
 			m.log.Warn("a domain-unpaused handler failed", "qube", q.Name(), "error", err)
 		}
+		m.commitFired()
 	}
 }
 
@@ -619,6 +645,7 @@ func (m *Manager) Shutdown(ctx context.Context, q *qubes.Qube, force, wait bool,
 	if r == nil || state == string(vmm.Halted) {
 		return notStarted(q)
 	}
+	defer m.commitFired()
 	err := m.shutdown(ctx, q, r, state, force, wait, timeout)
 	if err != nil {
 		if ferr := m.fire(q, "domain-shutdown-failed", false, kv("reason", err.Error())); ferr != nil {
@@ -679,6 +706,7 @@ func (m *Manager) Pause(ctx context.Context, q *qubes.Qube) error {
 	if !q.HasVM() {
 		return notVM(q, "pause")
 	}
+	defer m.commitFired()
 	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
 		return qubes.NotRunningError(q.Name())
 	}
@@ -715,6 +743,7 @@ func (m *Manager) Unpause(ctx context.Context, q *qubes.Qube) error {
 	if r == nil || m.PowerState(q) != string(vmm.Paused) {
 		return qubes.NotPausedError(q.Name())
 	}
+	defer m.commitFired()
 	if err := m.fire(q, "domain-pre-unpaused", true); err != nil {
 		return err
 	}
@@ -742,6 +771,7 @@ func (m *Manager) Suspend(ctx context.Context, q *qubes.Qube) error {
 	if m.getRun(q.Name()) == nil || !m.IsRunning(q) {
 		return qubes.NotRunningError(q.Name())
 	}
+	defer m.commitFired()
 	state := m.PowerState(q)
 	if state == string(vmm.Suspended) {
 		return nil
@@ -773,6 +803,7 @@ func (m *Manager) Resume(ctx context.Context, q *qubes.Qube) error {
 	if m.getRun(q.Name()) == nil || m.PowerState(q) != string(vmm.Suspended) {
 		return m.Unpause(ctx, q)
 	}
+	defer m.commitFired()
 	if err := m.opts.Conn.PMWakeup(q.Name()); err != nil {
 		if errors.Is(err, vmm.ErrInvalidState) {
 			return qubes.NotSuspendedError(q.Name())
