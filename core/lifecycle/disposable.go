@@ -170,12 +170,19 @@ func (m *Manager) removeDisposable(ctx context.Context, q *qubes.Qube, why strin
 }
 
 // Forget removes what a removed qube leaves outside the model and its
-// volumes: its libvirt definition (kept after a stop, as Qubes keeps it)
-// and its directory (console log, QubesDB socket). The caller has removed
+// volumes: its libvirt definition (kept after a stop, as Qubes keeps it),
+// its directory (console log, QubesDB socket) and its start lock's entry.
+// Call it holding the qube's start lock. The caller has removed
 // the qube from the model and its volumes; a volume left on disk keeps the
 // directory, which holds it in the file pools. Failures are logged with
 // what to do.
 func (m *Manager) Forget(name, dir string, volumesRemoved bool) {
+	// the start lock's entry goes too (the caller holds the lock: a start
+	// still waiting on it finds the qube gone; a new qube of the same name
+	// gets a new lock)
+	m.mu.Lock()
+	delete(m.locks, name)
+	m.mu.Unlock()
 	if m.opts.Conn != nil {
 		if err := m.opts.Conn.Undefine(name); err != nil && !errors.Is(err, vmm.ErrNoDomain) {
 			m.log.Warn("undefining a removed qube's domain failed; remove it with virsh undefine", "qube", name, "error", err)
