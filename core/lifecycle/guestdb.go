@@ -63,8 +63,9 @@ import (
 // Changes are queued for a writer goroutine, never written under the DB's
 // lock (qdb.DB.Mirror's rule). The queue holds at most guestDBQueue
 // changes; when a guest lets it fill, the push ends: the error is logged,
-// the connection closed (the guest reads EOF), and the guest's copy is no
-// longer kept in step for the rest of the run. Dropping single changes
+// the connection closed once the snapshot is written whole (the guest
+// reads the snapshot, perhaps some changes, then EOF), and the guest's
+// copy is no longer kept in step for the rest of the run. Dropping single changes
 // instead would leave the guest a DB that silently differs from the
 // daemon's. A write blocked on a guest that does not read ends when the
 // run ends (the stop function closes the connection).
@@ -161,7 +162,9 @@ func dialGuestDB(ctx context.Context, path string) (net.Conn, error) {
 // else; it may be called more than once.
 func pushGuestDB(conn net.Conn, db *qdb.DB, log hclog.Logger, limit int) (stop func()) {
 	queue := make(chan []byte, limit)
-	var ended atomic.Bool // overflowed or stopped: no more changes queued
+	var ended atomic.Bool        // overflowed or stopped: no more changes queued
+	var snapshotSent atomic.Bool // the header and snapshot are written
+	overflowed := make(chan struct{})
 	snapshot, unmirror := db.Mirror(func(c qdb.Change) {
 		if ended.Load() {
 			return
@@ -178,7 +181,12 @@ func pushGuestDB(conn net.Conn, db *qdb.DB, log hclog.Logger, limit int) (stop f
 			if ended.CompareAndSwap(false, true) {
 				log.Error("the guest does not read its QubesDB: the queue of changes is full; "+
 					"ending the push, the guest's QubesDB is no longer kept up to date", "queued", limit)
-				conn.Close() // unblocks the writer
+				close(overflowed)
+				// unblock a change's write; the snapshot, the guest's
+				// state at start, is written whole first whatever happens
+				if snapshotSent.Load() {
+					_ = conn.SetWriteDeadline(time.Now())
+				}
 			}
 		}
 	})
@@ -192,13 +200,24 @@ func pushGuestDB(conn net.Conn, db *qdb.DB, log hclog.Logger, limit int) (stop f
 	stopping := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer conn.Close() // the guest reads EOF after what was sent
 		if _, err := conn.Write(first); err != nil {
 			logPushEnd(log, stopping, &ended, err)
 			return
 		}
+		snapshotSent.Store(true)
+		select {
+		case <-overflowed:
+			// the overflow came during the snapshot's write and left the
+			// deadline to this side: changes written from here fail at once
+			_ = conn.SetWriteDeadline(time.Now())
+		default:
+		}
 		for {
 			select {
 			case <-stopping:
+				return
+			case <-overflowed:
 				return
 			case line := <-queue:
 				if _, err := conn.Write(line); err != nil {
