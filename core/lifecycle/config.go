@@ -259,15 +259,21 @@ func (s State) String() string {
 func (m *Manager) CurrentState(q *qubes.Qube) string { return m.State(q).String() }
 
 // State is q's state for admin.vm.CurrentState: memory and CPU time as
-// libvirt reports them for a running qube (KiB, nanoseconds), zeros for a
-// halted one, and for dom0 and remote qubes, which have no domain here.
+// libvirt reports them for a running qube (KiB, nanoseconds) and for dom0
+// where it is a domain (Xen's Domain-0); zeros for a halted qube, a remote
+// one, and dom0 elsewhere.
 // Call it without the model lock.
 func (m *Manager) State(q *qubes.Qube) State {
 	s := State{Power: m.PowerState(q)}
-	if !q.HasVM() || s.Power == string(vmm.Halted) || s.Power == string(vmm.NA) {
+	domain := q.Name()
+	switch {
+	case q.IsAdminVM():
+		// dom0 is a domain on Xen ("Domain-0"); elsewhere it has none
+		domain = "Domain-0"
+	case !q.HasVM() || s.Power == string(vmm.Halted) || s.Power == string(vmm.NA):
 		return s
 	}
-	st, err := m.opts.Conn.Stats(q.Name())
+	st, err := m.opts.Conn.Stats(domain)
 	if err != nil {
 		return s
 	}

@@ -2,10 +2,13 @@ package lifecycle_test
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qubesgo/qubesd/core/vmm"
 )
 
 // readFrame reads one NUL-framed Admin API frame: "1" subject event
@@ -96,5 +99,40 @@ func TestConsole(t *testing.T) {
 	// the test template's domain has no pty console
 	if err := e.callErr("admin.vm.Console", q.Name(), ""); !strings.HasPrefix(err, "QubesException: cons has no console terminal: its console is written to ") {
 		t.Errorf("console of a qube without a pty: %s", err)
+	}
+}
+
+// dom0's CurrentState has libvirt's figures where dom0 is a domain
+// (Domain-0, as on Xen), zeros where it is not.
+func TestDom0CurrentState(t *testing.T) {
+	e := startEnv(t)
+	if got := e.call(t, "admin.vm.CurrentState", "dom0", "", ""); got != "mem=0 mem_static_max=0 cputime=0 power_state=Running" {
+		t.Errorf("dom0 without a domain: %q", got)
+	}
+	conn := vmmConn(t)
+	r, err := vmm.NewRenderer(vmm.FlavourTest, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := r.Render(vmm.DomainConfig{Name: "Domain-0", MemoryMiB: 1024, VCPUs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Define("Domain-0", x); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Destroy("Domain-0")
+		_ = conn.Undefine("Domain-0")
+	})
+	if err := conn.CreatePaused("Domain-0"); err != nil {
+		t.Fatal(err)
+	}
+	var mem, maxMem, cpu uint64
+	var power string
+	got := e.call(t, "admin.vm.CurrentState", "dom0", "", "")
+	if _, err := fmt.Sscanf(got, "mem=%d mem_static_max=%d cputime=%d power_state=%s", &mem, &maxMem, &cpu, &power); err != nil ||
+		mem != 1024*1024 || maxMem != 1024*1024 || power != "Running" {
+		t.Errorf("dom0 with a Domain-0 domain: %q (%v), want 1048576 KiB and Running", got, err)
 	}
 }
