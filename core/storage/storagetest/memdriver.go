@@ -210,6 +210,34 @@ func (d *MemDriver) poolLocked(p pool.Pool) (*memPool, error) {
 	return mp, nil
 }
 
+// onPool begins a call on pool p: the call's knobs (enter: failures,
+// gates), then the driver's lock, and the pool's state. On success the
+// caller must call unlock; on error nothing is held.
+func (d *MemDriver) onPool(ctx context.Context, method string, p pool.Pool, vid string) (mp *memPool, unlock func(), err error) {
+	if err := d.enter(ctx, method, p.Name, vid); err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	if mp, err = d.poolLocked(p); err != nil {
+		d.mu.Unlock()
+		return nil, nil, err
+	}
+	return mp, d.mu.Unlock, nil
+}
+
+// onVol is onPool for a call on an existing volume vid.
+func (d *MemDriver) onVol(ctx context.Context, method string, p pool.Pool, vid string) (mp *memPool, mv *memVol, unlock func(), err error) {
+	if err := d.enter(ctx, method, p.Name, vid); err != nil {
+		return nil, nil, nil, err
+	}
+	d.mu.Lock()
+	if mp, mv, err = d.volLocked(p, vid); err != nil {
+		d.mu.Unlock()
+		return nil, nil, nil, err
+	}
+	return mp, mv, d.mu.Unlock, nil
+}
+
 // volLocked returns the volume's state; call it with d.mu held.
 func (d *MemDriver) volLocked(p pool.Pool, vid string) (*memPool, *memVol, error) {
 	mp, err := d.poolLocked(p)
@@ -264,15 +292,11 @@ func (d *MemDriver) Destroy(ctx context.Context, p pool.Pool) error {
 }
 
 func (d *MemDriver) Usage(ctx context.Context, p pool.Pool) (pool.Usage, error) {
-	if err := d.enter(ctx, "Usage", p.Name, ""); err != nil {
-		return pool.Usage{}, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, err := d.poolLocked(p)
+	mp, unlock, err := d.onPool(ctx, "Usage", p, "")
 	if err != nil {
 		return pool.Usage{}, err
 	}
+	defer unlock()
 	if u, ok := d.usage[p.Name]; ok {
 		return u, nil
 	}
@@ -294,15 +318,11 @@ func (d *MemDriver) Usage(ctx context.Context, p pool.Pool) (pool.Usage, error) 
 }
 
 func (d *MemDriver) ListVolumes(ctx context.Context, p pool.Pool) ([]pool.VolumeState, error) {
-	if err := d.enter(ctx, "ListVolumes", p.Name, ""); err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, err := d.poolLocked(p)
+	mp, unlock, err := d.onPool(ctx, "ListVolumes", p, "")
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	out := make([]pool.VolumeState, 0, len(mp.vols))
 	for _, vid := range slices.Sorted(maps.Keys(mp.vols)) {
 		out = append(out, mp.state(vid, pool.Volume{VID: vid, Size: mp.vols[vid].size}))
@@ -332,15 +352,11 @@ func (mp *memPool) state(vid string, v pool.Volume) pool.VolumeState {
 }
 
 func (d *MemDriver) Create(ctx context.Context, p pool.Pool, v pool.Volume) error {
-	if err := d.enter(ctx, "Create", p.Name, v.VID); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, err := d.poolLocked(p)
+	mp, unlock, err := d.onPool(ctx, "Create", p, v.VID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	if mp.vols[v.VID] != nil {
 		return nil // a retry
 	}
@@ -356,15 +372,11 @@ func (d *MemDriver) Create(ctx context.Context, p pool.Pool, v pool.Volume) erro
 }
 
 func (d *MemDriver) Remove(ctx context.Context, p pool.Pool, v pool.Volume) error {
-	if err := d.enter(ctx, "Remove", p.Name, v.VID); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, err := d.poolLocked(p)
+	mp, unlock, err := d.onPool(ctx, "Remove", p, v.VID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	if mv := mp.vols[v.VID]; mv != nil {
 		mv.removeFiles()
 		delete(mp.vols, v.VID)
@@ -401,15 +413,11 @@ func (d *MemDriver) tempFile(p pool.Pool, vid, kind string, c *content) (string,
 }
 
 func (d *MemDriver) Start(ctx context.Context, p pool.Pool, v pool.Volume) (pool.BlockDevice, error) {
-	if err := d.enter(ctx, "Start", p.Name, v.VID); err != nil {
-		return pool.BlockDevice{}, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, mv, err := d.volLocked(p, v.VID)
+	mp, mv, unlock, err := d.onVol(ctx, "Start", p, v.VID)
 	if err != nil {
 		return pool.BlockDevice{}, err
 	}
+	defer unlock()
 	if mv.run != "" {
 		return pool.BlockDevice{Path: mv.run, RW: v.RW}, nil
 	}
@@ -495,15 +503,11 @@ func (d *MemDriver) commit(mv *memVol, c *content, keep int) {
 }
 
 func (d *MemDriver) Resize(ctx context.Context, p pool.Pool, v pool.Volume, size uint64) error {
-	if err := d.enter(ctx, "Resize", p.Name, v.VID); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, mv, err := d.volLocked(p, v.VID)
+	mp, mv, unlock, err := d.onVol(ctx, "Resize", p, v.VID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	if !v.RW {
 		return pool.Errorf(pool.ErrInvalid, "Can not resize readonly volume %s", v.VID)
 	}
@@ -587,28 +591,20 @@ func (d *MemDriver) AddRevision(poolName, vid, id string, t time.Time) error {
 }
 
 func (d *MemDriver) VolumeInfo(ctx context.Context, p pool.Pool, v pool.Volume) (pool.VolumeState, error) {
-	if err := d.enter(ctx, "VolumeInfo", p.Name, v.VID); err != nil {
-		return pool.VolumeState{}, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, _, err := d.volLocked(p, v.VID)
+	mp, _, unlock, err := d.onVol(ctx, "VolumeInfo", p, v.VID)
 	if err != nil {
 		return pool.VolumeState{}, err
 	}
+	defer unlock()
 	return mp.state(v.VID, v), nil
 }
 
 func (d *MemDriver) Verify(ctx context.Context, p pool.Pool, v pool.Volume) error {
-	if err := d.enter(ctx, "Verify", p.Name, v.VID); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mp, _, err := d.volLocked(p, v.VID)
+	mp, _, unlock, err := d.onVol(ctx, "Verify", p, v.VID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	if v.SnapOnStart && mp.vols[v.SourceVID] == nil {
 		return pool.Errorf(pool.ErrNotFound, "volume %s: its source %s does not exist", v.VID, v.SourceVID)
 	}
