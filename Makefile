@@ -4,7 +4,7 @@ GO        ?= go
 BIN       := bin
 RUN_DIR   := _run
 # packages a fresh Debian machine lacks: libvirt headers for cgo, pkg-config
-APT_PKGS  := libvirt-dev pkg-config libvirt-clients
+APT_PKGS  := libvirt-dev pkg-config libvirt-clients busybox-static mount
 # the multi-call CLI answers to these names (symlinks to bin/qvm)
 QVM_TOOLS := qvm-ls qvm-prefs qubes-prefs qvm-create qvm-remove qvm-features qvm-tags qvm-check qvm-plugin qvm-pool qvm-volume qvm-clone qvm-start qvm-shutdown qvm-kill qvm-pause qvm-unpause qvm-run
 GOFLAGS_TEST ?= -race -count=1
