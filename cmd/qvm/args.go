@@ -118,3 +118,16 @@ func checkAllOrNames(all bool, args, exclude []string) error {
 	}
 	return nil
 }
+
+// parsePools reads -p volume_name=pool_name options (qvm-create, qvm-clone).
+func parsePools(specs []string) (map[string]string, error) {
+	pools := map[string]string{}
+	for _, p := range specs {
+		vol, pool, ok := strings.Cut(p, "=")
+		if !ok || strings.Contains(pool, "=") {
+			return nil, usageErrorf("Pool argument must be of form: -p volume_name=pool_name")
+		}
+		pools[vol] = pool
+	}
+	return pools, nil
+}

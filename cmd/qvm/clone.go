@@ -64,13 +64,9 @@ func runClone(ctx context.Context, t *tool, o *cloneOptions, src, dst string) er
 	if o.onePool != "" && len(o.pools) > 0 {
 		return usageErrorf("argument -p/--pool: not allowed with argument -P")
 	}
-	pools := map[string]string{}
-	for _, p := range o.pools {
-		vol, pool, ok := strings.Cut(p, "=")
-		if !ok || strings.Contains(pool, "=") {
-			return usageErrorf("Pool argument must be of form: -p volume_name=pool_name")
-		}
-		pools[vol] = pool
+	pools, err := parsePools(o.pools)
+	if err != nil {
+		return err
 	}
 	c := t.client()
 	vms, err := c.ListVMs(ctx)

@@ -139,13 +139,9 @@ func runCreate(ctx context.Context, t *tool, o *createOptions) error {
 		fmt.Fprintln(t.env.stdout, strings.Join(classes, "\n"))
 		return nil
 	}
-	pools := map[string]string{}
-	for _, p := range o.pools {
-		vol, pool, ok := strings.Cut(p, "=")
-		if !ok || strings.Contains(pool, "=") {
-			return usageErrorf("Pool argument must be of form: -p volume_name=pool_name")
-		}
-		pools[vol] = pool
+	pools, err := parsePools(o.pools)
+	if err != nil {
+		return err
 	}
 	if o.disp {
 		if _, ok := o.props.get("label"); !ok {

@@ -238,11 +238,7 @@ func (m *Manager) importBegin(ctx context.Context, d pool.Driver, v Volume, size
 // (which does nothing then). If the driver fails, the import stays in
 // progress: ImportEnd may be called again.
 func (m *Manager) ImportEnd(ctx context.Context, v Volume, success bool) error {
-	d, err := m.volumeDriver(v)
-	if err != nil {
-		return err
-	}
-	unlock, err := m.lockVolumes(ctx, v)
+	d, unlock, err := m.lockedDriver(ctx, v)
 	if err != nil {
 		return err
 	}

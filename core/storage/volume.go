@@ -109,14 +109,24 @@ func (m *Manager) volume(q *qubes.Qube, attrs map[string]string) (Volume, error)
 // volumeDriver returns the driver of v's pool.
 func (m *Manager) volumeDriver(v Volume) (pool.Driver, error) { return m.driver(v.Pool) }
 
+// lockedDriver returns v's driver with v's lock taken; the caller
+// unlocks.
+func (m *Manager) lockedDriver(ctx context.Context, v Volume) (pool.Driver, func(), error) {
+	d, err := m.volumeDriver(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := m.lockVolumes(ctx, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, unlock, nil
+}
+
 // do runs fn on v's driver under v's lock, and makes its error one for API
 // clients.
 func (m *Manager) do(ctx context.Context, v Volume, what string, fn func(d pool.Driver, p pool.Pool) error) error {
-	d, err := m.volumeDriver(v)
-	if err != nil {
-		return err
-	}
-	unlock, err := m.lockVolumes(ctx, v)
+	d, unlock, err := m.lockedDriver(ctx, v)
 	if err != nil {
 		return err
 	}
