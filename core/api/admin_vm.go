@@ -292,7 +292,7 @@ func removeQube(ctx context.Context, c *Call) ([]byte, uint64, error) {
 		if c.Dest.IsAdminVM() {
 			return qerr.New(qerr.VMInUse, "'dom0' cannot be removed")
 		}
-		if s := c.Server.opts.States.PowerState(c.Dest); c.Dest.HasVM() && s != "Halted" {
+		if c.Server.runs(c.Dest) {
 			return qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", property.PyRepr(c.Dest.Name()))
 		}
 		if m != nil {

@@ -121,7 +121,7 @@ func addVolumeMethods(t methodTable) {
 			Run: func(ctx context.Context, c *Call) ([]byte, uint64, error) {
 				vc := c.State.(*volumeCall)
 				version, err := c.App.Write(func() error {
-					if c.Dest.HasVM() && c.Server.opts.States.PowerState(c.Dest) != "Halted" {
+					if c.Server.runs(c.Dest) {
 						return qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", property.PyRepr(c.Dest.Name()))
 					}
 					return c.Dest.SetVolumeAttr(c.Arg, "rw", boolText(vc.b))

@@ -58,7 +58,7 @@ func importBegin(ctx context.Context, c *Call) ([]byte, uint64, error) {
 		return nil, 0, err
 	}
 	vc := c.State.(*volumeCall)
-	if c.Dest.HasVM() && c.Server.opts.States.PowerState(c.Dest) != "Halted" {
+	if c.Server.runs(c.Dest) {
 		return nil, 0, qerr.New(qerr.VMNotHalted, "Domain is powered on: %s", property.PyRepr(c.Dest.Name()))
 	}
 	size := vc.vol.Spec.Size

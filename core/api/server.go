@@ -65,6 +65,13 @@ func (s *Server) extensionMethod(name string) (*Method, bool) {
 	return m, true
 }
 
+// runs reports whether q is a virtual machine of this host that is not
+// Halted (a qube whose volumes are in use, which removal and volume
+// changes refuse).
+func (s *Server) runs(q *qubes.Qube) bool {
+	return q.HasVM() && s.opts.States.PowerState(q) != "Halted"
+}
+
 // StaticPowerStates reports dom0 as Running and every other qube as Halted:
 // the truth for a system that starts no qubes.
 type StaticPowerStates struct{}

@@ -26,7 +26,7 @@ func streamStats(ctx context.Context, c *Call, send func([]byte) error) error {
 	var only *qubes.Qube
 	if !c.Dest.IsAdminVM() {
 		only = c.Dest
-		if s := lc.PowerState(only); s == "Halted" || s == "NA" {
+		if s := lc.PowerState(only); s == string(vmm.Halted) || s == string(vmm.NA) {
 			return qubes.NotRunningError(only.Name())
 		}
 	}
